@@ -1,0 +1,227 @@
+"""The Sans-I/O protocol: bytes in, events out, without sockets."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from wsclient.frames import Frame, Opcode, mask_payload, serialize_frame
+from wsclient.protocol import Close, Failure, Ping, Pong, Protocol, State
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A server frame (unmasked)."""
+    return serialize_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=False)
+
+
+def unmask_client(data: bytes) -> tuple[int, bytes]:
+    """Decode one masked client frame: (first byte, payload)."""
+    assert data[1] & 0x80, "client frames must be masked"
+    n = data[1] & 0x7F
+    pos = 2
+    if n == 126:
+        n = int.from_bytes(data[2:4], "big")
+        pos = 4
+    elif n == 127:
+        n = int.from_bytes(data[2:10], "big")
+        pos = 10
+    key = data[pos : pos + 4]
+    return data[0], mask_payload(data[pos + 4 : pos + 4 + n], key)
+
+
+def feed_bytewise(p: Protocol, data: bytes) -> list:
+    events: list = []
+    for i in range(len(data)):
+        events += p.receive_data(data[i : i + 1])
+    return events
+
+
+def failure_code(events: list) -> int:
+    fails = [e for e in events if isinstance(e, Failure)]
+    assert fails, f"expected a failure, got {events}"
+    return fails[0].error.code
+
+
+def test_many_messages_in_one_buffer() -> None:
+    p = Protocol()
+    data = b"".join(frame(1, f"m{i}".encode()) for i in range(100)) + frame(2, b"\x00\xff")
+    events = p.receive_data(data)
+    assert events == [f"m{i}" for i in range(100)] + [b"\x00\xff"]
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200000])
+def test_every_split_point_gives_the_same_message(size: int) -> None:
+    payload = os.urandom(size)
+    data = frame(2, payload)
+    for cut in sorted({0, 1, 2, 3, 5, 9, 11, len(data) // 2, len(data) - 1}):
+        p = Protocol()
+        events = p.receive_data(data[:cut]) + p.receive_data(data[cut:])
+        assert events == [payload]
+
+
+def test_byte_by_byte() -> None:
+    p = Protocol()
+    text = "héllo wörld ✓ " * 20
+    data = frame(1, text.encode()) + frame(9, b"ping!") + frame(1, b"x")
+    assert feed_bytewise(p, data) == [text, Ping(b"ping!"), "x"]
+
+
+def test_fragmented_text_with_interleaved_control() -> None:
+    p = Protocol()
+    raw = "κόσμε".encode()
+    data = frame(1, raw[:3], fin=False) + frame(9, b"") + frame(0, raw[3:7], fin=False) + frame(0, raw[7:])
+    assert p.receive_data(data) == [Ping(b""), "κόσμε"]
+
+
+def test_large_fragmented_message_in_chunks() -> None:
+    p = Protocol(max_message_size=10 << 20)
+    payload = os.urandom(3 << 20)
+    data = b"".join(
+        frame(2 if i == 0 else 0, payload[i : i + (1 << 20)], fin=i + (1 << 20) >= len(payload))
+        for i in range(0, len(payload), 1 << 20)
+    )
+    events = []
+    for i in range(0, len(data), 70000):
+        events += p.receive_data(data[i : i + 70000])
+    assert events == [payload]
+
+
+def test_pong_and_close_events() -> None:
+    p = Protocol()
+    events = p.receive_data(frame(10, b"pp") + frame(8, b"\x03\xe8bye"))
+    assert events == [Pong(b"pp"), Close(1000, "bye")]
+    assert p.state is State.CLOSED
+    # The close is echoed with the same code, masked.
+    (echo,) = p.data_to_send()
+    assert unmask_client(echo) == (0x88, b"\x03\xe8")
+
+
+def test_empty_close_is_answered_empty() -> None:
+    p = Protocol()
+    assert p.receive_data(frame(8, b"")) == [Close(1005, "")]
+    (echo,) = p.data_to_send()
+    assert unmask_client(echo) == (0x88, b"")
+
+
+def test_nothing_after_close_is_processed() -> None:
+    p = Protocol()
+    events = p.receive_data(frame(8, b"\x03\xe8") + frame(1, b"late"))
+    assert events == [Close(1000, "")]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\x83\x00", 1002),  # reserved opcode 3
+        (b"\x8b\x00", 1002),  # reserved opcode 11
+        (b"\xc1\x00", 1002),  # RSV1 without an extension
+        (b"\xa1\x00", 1002),  # RSV2
+        (b"\x09\x00", 1002),  # fragmented ping
+        (b"\x89\x7e\x00\x7e" + b"x" * 126, 1002),  # ping of 126 bytes
+        (b"\x80\x00", 1002),  # continuation without a message
+        (b"\x81\x85abcd" + b"xxxxx", 1002),  # masked frame from the server
+        (b"\x81\x02\xc3\x28", 1007),  # invalid UTF-8
+        (b"\x88\x01\x03", 1002),  # one-byte close payload
+        (b"\x88\x02\x03\xed", 1002),  # close code 1005 on the wire
+        (b"\x88\x04\x03\xe8\xff\xfe", 1007),  # close reason not UTF-8
+        (b"\x82\x7e\x00\x05hello", 1002),  # length not minimally encoded
+    ],
+)
+def test_protocol_errors(data: bytes, code: int) -> None:
+    p = Protocol()
+    events = p.receive_data(data)
+    assert failure_code(events) == code
+    (close,) = p.data_to_send()
+    first, payload = unmask_client(close)
+    assert first == 0x88 and int.from_bytes(payload[:2], "big") == code
+    assert p.receive_data(frame(1, b"ignored")) == []
+
+
+def test_new_message_inside_a_fragmented_one_is_an_error() -> None:
+    p = Protocol()
+    assert failure_code(p.receive_data(frame(1, b"a", fin=False) + frame(1, b"b"))) == 1002
+
+
+def test_frame_limit_is_checked_at_header_time() -> None:
+    p = Protocol(max_frame_size=1000)
+    header = b"\x82\x7e" + (1001).to_bytes(2, "big")
+    assert failure_code(p.receive_data(header)) == 1009  # before any payload byte
+
+
+def test_message_limit_is_checked_at_header_time() -> None:
+    p = Protocol(max_frame_size=1000, max_message_size=1500)
+    p.receive_data(frame(2, b"x" * 1000, fin=False))
+    assert failure_code(p.receive_data(b"\x80\x7e" + (600).to_bytes(2, "big"))) == 1009
+
+
+def test_invalid_utf8_fails_fast_inside_an_incomplete_frame() -> None:
+    p = Protocol()
+    payload = "valid".encode() + b"\xed\xa0\x80" + b"x" * 1000  # a surrogate: invalid
+    data = frame(1, payload)
+    events = p.receive_data(data[:12])  # header + 'valid' + the bad bytes, far from the end
+    assert failure_code(events) == 1007
+
+
+def test_invalid_utf8_fails_fast_in_the_first_fragment() -> None:
+    p = Protocol()
+    assert failure_code(p.receive_data(frame(1, b"ok\xff", fin=False))) == 1007
+
+
+def test_utf8_split_across_fragments_and_reads_is_fine() -> None:
+    p = Protocol()
+    raw = "€uro 𝄞 clef".encode()
+    data = frame(1, raw[:2], fin=False) + frame(0, raw[2:5], fin=False) + frame(0, raw[5:])
+    assert feed_bytewise(p, data) == ["€uro 𝄞 clef"]
+
+
+def test_frames_mode() -> None:
+    p = Protocol(assemble_fragments=False)
+    events = p.receive_data(frame(1, b"ab", fin=False) + frame(0, b"c") + frame(2, b"z"))
+    assert events == [
+        Frame(Opcode.TEXT, b"ab", fin=False),
+        Frame(Opcode.CONTINUATION, b"c"),
+        Frame(Opcode.BINARY, b"z"),
+        b"z",
+    ]
+
+
+def test_eof() -> None:
+    p = Protocol()
+    p.receive_data(frame(2, b"abc")[:3])
+    assert p.receive_eof() == []
+    assert p.state is State.CLOSED and p.close_received is None
+
+
+def test_encode_message_fragments_and_masks() -> None:
+    p = Protocol(fragmentation_threshold=10)
+    frames = p.encode_message("0123456789abcdefghij!")
+    decoded = [unmask_client(f) for f in frames]
+    assert [d[0] for d in decoded] == [0x01, 0x00, 0x80]
+    assert b"".join(d[1] for d in decoded) == b"0123456789abcdefghij!"
+    (single,) = Protocol().encode_message(b"\x00\x01")
+    assert unmask_client(single) == (0x82, b"\x00\x01")
+
+
+def test_encode_frame_checks_control_frames() -> None:
+    p = Protocol()
+    with pytest.raises(ValueError):
+        p.encode_frame(Frame(Opcode.PING, b"x" * 126))
+    with pytest.raises(ValueError):
+        p.encode_frame(Frame(Opcode.PONG, b"", fin=False))
+    data = p.encode_frame(Frame(Opcode.TEXT, b"a", fin=False, rsv2=True))
+    assert unmask_client(data) == (0x21, b"a")
+
+
+def test_encode_ping_limit() -> None:
+    with pytest.raises(ValueError):
+        Protocol().encode_ping(b"x" * 126)
+
+
+def test_encode_close_changes_state() -> None:
+    p = Protocol()
+    data = p.encode_close(1001, "away")
+    assert unmask_client(data) == (0x88, b"\x03\xe9away")
+    assert p.state is State.CLOSING and p.close_sent == (1001, "away")
+    assert p.receive_data(frame(8, b"\x03\xe9")) == [Close(1001, "")]
+    assert p.data_to_send() == []  # no second close frame

@@ -1,0 +1,65 @@
+"""wsclient: a synchronous, threaded WebSocket client with a requests-style API.
+
+>>> import wsclient
+>>> with wsclient.connect("ws://127.0.0.1:8765/") as ws:  # doctest: +SKIP
+...     ws.send("hello")
+...     print(ws.recv(timeout=5))
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .api import connect
+from .client import WebSocketClient
+from .config import ClientConfig
+from .connection import WebSocketConnection
+from .exceptions import (
+    ConnectFailed,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    ConnectTimeout,
+    HandshakeError,
+    InvalidStatus,
+    InvalidURL,
+    ProtocolError,
+    ProxyAuthenticationRequired,
+    ProxyError,
+    TLSError,
+    WebSocketError,
+)
+from .extensions.permessage_deflate import DeflateOptions
+from .frames import CloseCode, Frame, Opcode
+from .handshake import Headers, Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "connect",
+    "WebSocketClient",
+    "WebSocketConnection",
+    "ClientConfig",
+    "DeflateOptions",
+    "Frame",
+    "Opcode",
+    "CloseCode",
+    "Headers",
+    "Response",
+    "WebSocketError",
+    "ConnectFailed",
+    "InvalidURL",
+    "ConnectTimeout",
+    "ProxyError",
+    "ProxyAuthenticationRequired",
+    "TLSError",
+    "HandshakeError",
+    "InvalidStatus",
+    "ConnectionClosed",
+    "ConnectionClosedOK",
+    "ConnectionClosedError",
+    "ProtocolError",
+]
+
+logging.getLogger("wsclient").addHandler(logging.NullHandler())

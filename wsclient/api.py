@@ -1,0 +1,56 @@
+"""``wsclient.connect()``: the requests-style front door, a few lines over WebSocketClient."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Mapping, Sequence
+
+from .client import DEFAULT_TIMEOUT, WebSocketClient
+from .connection import WebSocketConnection
+
+__all__ = ["connect"]
+
+
+def connect(
+    url: str,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    origin: str | None = None,
+    proxies: Mapping[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    verify: bool | str | ssl.SSLContext = True,
+    cert: str | tuple[str, ...] | None = None,
+    trust_env: bool = True,
+    request_options: Mapping[str, Any] | None = None,
+    **config: Any,
+) -> WebSocketConnection:
+    """Open a WebSocket connection and return it once it is open.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL.
+        subprotocols: subprotocols to offer; the chosen one is ``ws.subprotocol``.
+        headers: extra request headers.
+        origin: ``Origin`` header value (not sent when None).
+        proxies: ``{"ws": url, "wss": url, "all": url, "no_proxy": "..."}``; when given
+            (even empty) the environment is not consulted.
+        timeout: seconds for the whole opening (TCP, proxy, TLS and handshake).
+        verify: True (certifi roots), False, a CA bundle file or directory, or an SSLContext.
+        cert: client certificate: path, ``(cert, key)`` or ``(cert, key, password)``.
+        trust_env: honour ``WS(S)_PROXY``, ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``.
+        request_options: further transport options (see ``WebSocketClient.connect``).
+        **config: any :class:`~wsclient.ClientConfig` option.
+
+    Returns:
+        The open :class:`~wsclient.WebSocketConnection` (a context manager).
+
+    Raises:
+        InvalidURL: not a ws:// or wss:// URL.
+        ConnectFailed: or another subclass, when the opening fails.
+    """
+    client = WebSocketClient(**config)
+    options = dict(request_options or {})
+    options.update(proxies=proxies, timeout=timeout, verify=verify, cert=cert, trust_env=trust_env)
+    conn = client.connect(url, subprotocols, origin, headers, options)
+    assert conn is not None
+    return conn

@@ -1,0 +1,94 @@
+"""``ClientConfig``: the options of API.md section 4, validated once at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["ClientConfig"]
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, not {value!r}")
+
+
+def _duration(name: str, value: Any, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        allowed = "a non-negative number of seconds" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {allowed}, not {value!r}")
+    if value != value:  # NaN
+        raise ValueError(f"{name} must not be NaN")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Options of a :class:`~wsclient.WebSocketClient` (the seed's names in snake_case).
+
+    Durations are in seconds. A bad value raises ``ValueError`` here, at construction.
+    """
+
+    #: 13, or 8 (then ``Sec-WebSocket-Origin`` is sent instead of ``Origin``).
+    web_socket_version: int = 13
+    #: Largest frame accepted, in bytes (a larger one closes with 1009).
+    max_received_frame_size: int = 1 << 20
+    #: Largest message accepted (after decompression), in bytes (1009 past it).
+    max_received_message_size: int = 8 << 20
+    #: Split outgoing messages into frames of at most ``fragmentation_threshold`` bytes.
+    fragment_outgoing_messages: bool = True
+    fragmentation_threshold: int = 16 << 10
+    #: Assemble fragmented messages; when False every data frame raises a ``frame`` event.
+    assemble_fragments: bool = True
+    #: How long to wait for the peer's close frame (and then for the TCP close).
+    close_timeout: float = 5.0
+    #: TLS settings: ``ca_certs``, ``certfile``, ``keyfile``, ``password``, ``ciphers``,
+    #: ``minimum_version``, ``maximum_version``, ``check_hostname``, ``server_hostname``.
+    tls_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Set TCP_NODELAY on the socket.
+    disable_nagle_algorithm: bool = True
+    #: Messages buffered for ``recv()`` before the reader stops reading.
+    max_queue: int = 32
+    #: Keepalive: ping every ``ping_interval`` seconds, fail if no pong within ``ping_timeout``.
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    #: ``"deflate"`` (permessage-deflate with default options), a
+    #: :class:`~wsclient.DeflateOptions`, or ``None`` for no compression.
+    compression: Any = "deflate"
+
+    def __post_init__(self) -> None:
+        if self.web_socket_version not in (8, 13) or isinstance(self.web_socket_version, bool):
+            raise ValueError(f"web_socket_version must be 13 or 8, not {self.web_socket_version!r}")
+        _positive_int("max_received_frame_size", self.max_received_frame_size)
+        _positive_int("max_received_message_size", self.max_received_message_size)
+        _positive_int("fragmentation_threshold", self.fragmentation_threshold)
+        _positive_int("max_queue", self.max_queue)
+        for name in ("fragment_outgoing_messages", "assemble_fragments", "disable_nagle_algorithm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        _duration("close_timeout", self.close_timeout, optional=False)
+        _duration("ping_interval", self.ping_interval, optional=True)
+        _duration("ping_timeout", self.ping_timeout, optional=True)
+        if self.ping_interval == 0:
+            raise ValueError("ping_interval must be positive or None")
+        if not isinstance(self.tls_options, Mapping):
+            raise ValueError(f"tls_options must be a mapping, not {self.tls_options!r}")
+        known_tls = {
+            "ca_certs", "ca_cert_dir", "ca_cert_data", "certfile", "keyfile", "password",
+            "ciphers", "minimum_version", "maximum_version", "check_hostname",
+            "server_hostname", "cert_reqs", "ssl_context",
+        }
+        unknown = set(self.tls_options) - known_tls
+        if unknown:
+            raise ValueError(f"unknown tls_options: {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "tls_options", dict(self.tls_options))
+        from .extensions.permessage_deflate import resolve_compression
+
+        object.__setattr__(self, "compression", resolve_compression(self.compression))
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The names accepted as keyword options."""
+        return frozenset(f.name for f in dataclasses.fields(cls))

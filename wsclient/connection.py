@@ -1,0 +1,548 @@
+"""``WebSocketConnection``: an open WebSocket, its reader thread, sends, and the close.
+
+This is the only module that owns threads (with :mod:`wsclient._timer`). The reader thread
+reads the socket, feeds :class:`~wsclient.protocol.Protocol`, writes what the protocol
+answers by itself (close echo, close after a failure), then dispatches events *outside* any
+lock. Sends from any thread go through one send lock, so the frames of one message never
+interleave with another's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Iterator
+
+from . import _timer
+from .events import EventEmitter
+from .exceptions import ConnectionClosed, ConnectionClosedError, closed_exception
+from .frames import Frame
+from .protocol import Close, Failure, Ping, Pong, Protocol, State
+
+if TYPE_CHECKING:
+    from .config import ClientConfig
+    from .handshake import Response
+
+__all__ = ["WebSocketConnection"]
+
+logger = logging.getLogger("wsclient.connection")
+
+_RECV_SIZE = 1 << 16
+_BIG_RECV_SIZE = 1 << 22
+
+
+class WebSocketConnection(EventEmitter):
+    """An open WebSocket connection (client side).
+
+    Created by :class:`~wsclient.WebSocketClient` (and so by :func:`wsclient.connect`); not
+    meant to be instantiated directly. Use it as a context manager to close it on exit.
+
+    Events (see :meth:`on`): ``message(data)``, ``frame(frame)``, ``ping(data, cancel)``,
+    ``pong(data)``, ``close(code, reason)``, ``error(exception)``. They run on the reader
+    thread; a listener that raises is reported on ``error``.
+    """
+
+    EVENTS = frozenset({"message", "frame", "ping", "pong", "close", "error"})
+
+    def __init__(
+        self,
+        sock: Any,
+        protocol: Protocol,
+        *,
+        config: ClientConfig,
+        response: Response,
+        subprotocol: str | None,
+        extensions: list[tuple[str, dict[str, Any]]],
+        trailing_data: bytes = b"",
+    ) -> None:
+        super().__init__()
+        self._sock = sock
+        self._protocol = protocol
+        self._config = config
+        self.response = response
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+        self.web_socket_version = config.web_socket_version
+        try:
+            peer = sock.getpeername()
+            self.remote_address: tuple[str, int] | None = (peer[0], peer[1])
+        except (OSError, AttributeError):
+            self.remote_address = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._trailing = trailing_data
+
+        self._send_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._queue: deque[str | bytes] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = False  # a consumer waits in recv()
+        self._reader_blocked = False  # the reader waits for queue space
+        self._max_queue = config.max_queue
+        self._closing = False  # close()/drop() called or the peer closed: no back-pressure
+        self._finished = False  # the reader ended; close_code is set
+        self._done = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._message_listeners: list[Any] = []
+        self._drop: tuple[int, str] | None = None
+        self._close_timer: _timer.Timer | None = None
+        self._keepalive_timer: _timer.Timer | None = None
+        self._ping_deadline_timer: _timer.Timer | None = None
+        self._keepalive_payload: bytes | None = None
+        self._can_dontwait = isinstance(sock, socket.socket) and not hasattr(sock, "cipher")
+        self._reader = threading.Thread(
+            target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _start(self) -> None:
+        """Start the reader thread (called by the client once ``connect`` listeners ran)."""
+        self._reader.start()
+        if self._config.ping_interval is not None:
+            self._keepalive_timer = _timer.schedule(self._config.ping_interval, self._keepalive)
+
+    def __enter__(self) -> WebSocketConnection:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.connected else f"closed {self.close_code}"
+        return f"<WebSocketConnection {self.remote_address} {state}>"
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open (no close frame sent or received)."""
+        return not self._finished and self._protocol.state is State.OPEN and self._drop is None
+
+    def _listeners_changed(self, event: str) -> None:
+        if event == "message":
+            self._message_listeners = self.listeners("message")
+
+    # ------------------------------------------------------------------ sending
+
+    def _write(self, data: bytes | list[bytes]) -> None:
+        """Write under the send lock (held by the caller)."""
+        try:
+            if type(data) is bytes:
+                self._sock.sendall(data)
+            elif len(data) == 1:
+                self._sock.sendall(data[0])
+            else:
+                for chunk in data:
+                    self._sock.sendall(chunk)
+        except OSError as exc:
+            self._abort_socket()
+            raise ConnectionClosedError(1006, "", f"connection lost while sending: {exc}") from exc
+
+    def _closed_error(self) -> ConnectionClosed:
+        code = self.close_code
+        if code is None:
+            sent = self._protocol.close_sent
+            code, reason = self._drop or sent or (1006, "")
+            return closed_exception(code, reason)
+        return closed_exception(code, self.close_reason or "")
+
+    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+        """Send a message: text for ``str``, binary for bytes-like.
+
+        Fragmented past ``fragmentation_threshold`` when ``fragment_outgoing_messages``.
+
+        Raises:
+            ConnectionClosed: the close frame was already sent or received.
+            TypeError: ``data`` is neither str nor bytes-like.
+        """
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes str or bytes-like data, not {type(data).__name__}")
+        with self._send_lock:
+            proto = self._protocol
+            if proto.close_sent is not None or proto.state is not State.OPEN or self._finished:
+                raise self._closed_error()
+            self._write(proto.encode_message(data))
+
+    def send_text(self, text: str) -> None:
+        """Send ``text`` as a text message (``sendUTF`` in the seed)."""
+        if not isinstance(text, str):
+            raise TypeError(f"send_text() takes str, not {type(text).__name__}")
+        self.send(text)
+
+    def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` as a binary message (``sendBytes`` in the seed)."""
+        if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send_bytes() takes bytes-like data, not {type(data).__name__}")
+        self.send(data)
+
+    def send_frame(self, frame: Frame) -> None:
+        """Send one frame as given; the caller owns the order of fragmented frames.
+
+        Raises:
+            ValueError: a control frame over 125 bytes or without ``fin``.
+            ConnectionClosed: the connection is closing or closed.
+        """
+        if not isinstance(frame, Frame):
+            raise TypeError("send_frame() takes a wsclient.Frame")
+        with self._send_lock:
+            proto = self._protocol
+            data = proto.encode_frame(frame)
+            if proto.close_sent is not None or proto.state is not State.OPEN or self._finished:
+                raise self._closed_error()
+            if frame.opcode == 8:
+                proto.close_sent = (1005, "")
+                proto.state = State.CLOSING
+            self._write(data)
+
+    def ping(self, data: bytes | str = b"") -> None:
+        """Send a ping (payload at most 125 bytes, ``ValueError`` past that)."""
+        with self._send_lock:
+            frame = self._protocol.encode_ping(data)  # type: ignore[arg-type]
+            if self._protocol.close_sent is not None or self._finished:
+                raise self._closed_error()
+            self._write(frame)
+
+    def pong(self, data: bytes | str = b"") -> None:
+        """Send an unsolicited pong (payload at most 125 bytes)."""
+        with self._send_lock:
+            frame = self._protocol.encode_pong(data)  # type: ignore[arg-type]
+            if self._protocol.close_sent is not None or self._finished:
+                raise self._closed_error()
+            self._write(frame)
+
+    # ------------------------------------------------------------------ receiving
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        """The next whole message: ``str`` for text, ``bytes`` for binary.
+
+        Args:
+            timeout: seconds to wait; None waits for ever.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout``.
+            ConnectionClosed: the connection is closed and every queued message was read
+                (``ConnectionClosedOK`` for 1000/1001, ``ConnectionClosedError`` otherwise).
+        """
+        q = self._queue
+        if q:
+            msg = q.popleft()
+            if self._reader_blocked:
+                self._wake_reader()
+            return msg
+        return self._recv_slow(timeout)
+
+    def _recv_slow(self, timeout: float | None) -> str | bytes:
+        q = self._queue
+        cond = self._cond
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with cond:
+            while not q:
+                if self._finished:
+                    raise self._closed_error()
+                if deadline is None:
+                    self._waiting = True
+                    cond.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._waiting = False
+                        raise TimeoutError(f"no message within {timeout} seconds")
+                    self._waiting = True
+                    cond.wait(left)
+            self._waiting = False
+            msg = q.popleft()
+            if self._reader_blocked:
+                cond.notify_all()
+            return msg
+
+    def _wake_reader(self) -> None:
+        if len(self._queue) < self._max_queue:
+            with self._cond:
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        """Yield messages until the connection closes.
+
+        Ends quietly on a 1000/1001 close; raises ``ConnectionClosedError`` otherwise.
+        """
+        recv = self.recv
+        while True:
+            try:
+                yield recv()
+            except ConnectionClosed as exc:
+                if exc.code in (1000, 1001):
+                    return
+                raise
+
+    def pause(self) -> None:
+        """Stop reading from the socket (the server sees TCP back-pressure)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Restart reading after :meth:`pause`."""
+        self._running.set()
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake.
+
+        Sends a close frame, then waits until the peer answers and closes the TCP
+        connection, or until ``close_timeout`` runs out. A call while another close is in
+        progress waits for it; a call after the close does nothing. From a listener (on the
+        reader thread) it sends the close frame and returns without waiting.
+
+        Raises:
+            ValueError: ``code`` cannot be sent (see RFC 6455 section 7.4) or the reason is
+                longer than 123 bytes of UTF-8.
+        """
+        from .frames import encode_close_payload, is_valid_close_code
+
+        if code != 1000 and not is_valid_close_code(code):
+            raise ValueError(f"close code {code} may not be sent")
+        encode_close_payload(code, reason)  # validates the reason length
+        if threading.current_thread() is self._reader:
+            self._send_close(code, reason)
+            return
+        with self._close_lock:
+            if self._finished:
+                return
+            self._send_close(code, reason)
+            if self._reader.is_alive():
+                self._reader.join()
+            self._done.wait()
+
+    def _send_close(self, code: int | None, reason: str) -> None:
+        self._closing = True
+        self._running.set()  # a paused reader must read the answer
+        with self._cond:
+            self._cond.notify_all()  # a reader blocked on a full queue goes on reading
+        with self._send_lock:
+            proto = self._protocol
+            if proto.close_sent is None and not self._finished and proto.state is State.OPEN:
+                try:
+                    self._write(proto.encode_close(code, reason))
+                except ConnectionClosed:
+                    return
+            self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and not self._finished:
+            self._close_timer = _timer.schedule(self._config.close_timeout, self._abort_socket)
+
+    def drop(self, code: int = 1006, reason: str = "") -> None:
+        """Close at once, without the closing handshake.
+
+        A close frame is sent first (best effort) unless ``code`` is 1005 or 1006, which
+        never go on the wire; ``close_code`` becomes ``code``.
+        """
+        if self._finished:
+            return
+        self._closing = True
+        self._drop = (code, reason)
+        if code not in (1005, 1006) and self._send_lock.acquire(timeout=0.5):
+            try:
+                proto = self._protocol
+                if proto.close_sent is None:
+                    self._try_send_now(proto.encode_close(code, reason))
+            except (OSError, ValueError, ConnectionClosed):
+                pass
+            finally:
+                self._send_lock.release()
+        self._abort_socket()
+        self._running.set()
+        if threading.current_thread() is not self._reader and self._reader.is_alive():
+            self._reader.join()
+
+    def _try_send_now(self, data: bytes) -> bool:
+        """Send without blocking where the socket allows it (plain TCP)."""
+        try:
+            if self._can_dontwait:
+                return self._sock.send(data, socket.MSG_DONTWAIT) == len(data)  # type: ignore[no-any-return]
+            self._sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def _abort_socket(self) -> None:
+        """Unblock the reader: shut the socket down (the reader then ends)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
+
+    # ------------------------------------------------------------------ keepalive
+
+    def _keepalive(self) -> None:
+        """Timer thread: send a ping and arm its deadline; reschedule."""
+        self._keepalive_timer = None
+        if self._finished or self._closing:
+            return
+        interval = self._config.ping_interval
+        assert interval is not None
+        if self._keepalive_payload is None and self._send_lock.acquire(blocking=False):
+            try:
+                if self._protocol.close_sent is None:
+                    payload = os.urandom(4)
+                    if self._try_send_now(self._protocol.encode_ping(payload)):
+                        self._keepalive_payload = payload
+                        if self._config.ping_timeout is not None:
+                            self._ping_deadline_timer = _timer.schedule(
+                                self._config.ping_timeout, self._keepalive_expired
+                            )
+            finally:
+                self._send_lock.release()
+        if not self._finished:
+            self._keepalive_timer = _timer.schedule(interval, self._keepalive)
+
+    def _keepalive_expired(self) -> None:
+        if self._keepalive_payload is None or self._finished:
+            return
+        logger.info("no pong within ping_timeout=%s: failing the connection", self._config.ping_timeout)
+        threading.Thread(
+            target=self.drop, args=(1011, "keepalive ping timeout"), name="wsclient-drop", daemon=True
+        ).start()
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _run(self) -> None:
+        sock = self._sock
+        proto = self._protocol
+        running = self._running
+        error: BaseException | None = None
+        try:
+            if self._trailing:
+                data, self._trailing = self._trailing, b""
+                self._handle(proto.receive_data(data))
+            while not proto.eof:
+                if not running.is_set():
+                    running.wait()
+                pending = proto.pending_bytes
+                data = sock.recv(_BIG_RECV_SIZE if pending > _RECV_SIZE else _RECV_SIZE)
+                if not data:
+                    proto.receive_eof()
+                    break
+                events = proto.receive_data(data)
+                if events:
+                    self._handle(events)
+                elif proto._out:
+                    self._flush_protocol()
+        except OSError as exc:
+            if not self._closing and proto.close_received is None:
+                error = exc
+        except Exception as exc:  # a bug: report it, never leave the thread silently
+            logger.exception("reader thread failed")
+            error = exc
+        finally:
+            self._finish(error)
+
+    def _flush_protocol(self) -> None:
+        data = self._protocol.data_to_send()
+        if data:
+            with self._send_lock:
+                try:
+                    self._write(data)
+                except ConnectionClosed:
+                    pass
+
+    def _handle(self, events: list[Any]) -> None:
+        proto = self._protocol
+        if proto._out:
+            self._flush_protocol()
+        listeners = self._message_listeners
+        if not listeners:
+            # Fast path: a batch of plain messages goes to the queue in one step.
+            first = type(events[0])
+            if (first is str or first is bytes) and len(events) == 1 or all(
+                type(e) is str or type(e) is bytes for e in events
+            ):
+                self._enqueue(events)
+                return
+        for ev in events:
+            t = type(ev)
+            if t is str or t is bytes:
+                if listeners:
+                    self._emit("message", ev)
+                else:
+                    self._enqueue([ev])
+            elif t is Frame:
+                self._emit("frame", ev)
+            elif t is Ping:
+                self._on_ping(ev.data)
+            elif t is Pong:
+                if self._keepalive_payload is not None and ev.data == self._keepalive_payload:
+                    self._keepalive_payload = None
+                    _timer.cancel(self._ping_deadline_timer)
+                self._emit("pong", ev.data)
+            elif t is Close:
+                logger.debug("peer closed: %s %r", ev.code, ev.reason)
+                self._closing = True
+                self._arm_close_timer()
+            elif t is Failure:
+                logger.debug("protocol failure: %s", ev.error)
+                self._closing = True
+                self._arm_close_timer()
+                self._emit("error", ev.error)
+            listeners = self._message_listeners
+
+    def _on_ping(self, data: bytes) -> None:
+        cancelled = False
+
+        def cancel() -> None:
+            nonlocal cancelled
+            cancelled = True
+
+        self._emit("ping", data, cancel)
+        if not cancelled:
+            with self._send_lock:
+                if self._protocol.close_sent is None and not self._finished:
+                    try:
+                        self._write(self._protocol.encode_pong(data))
+                    except ConnectionClosed:
+                        pass
+
+    def _enqueue(self, messages: list[Any]) -> None:
+        q = self._queue
+        q.extend(messages)
+        if self._waiting:
+            with self._cond:
+                self._cond.notify()
+        if len(q) >= self._max_queue and not self._closing:
+            with self._cond:
+                while len(q) >= self._max_queue and not self._closing and not self._finished:
+                    self._reader_blocked = True
+                    self._cond.wait()
+                self._reader_blocked = False
+
+    def _finish(self, error: BaseException | None) -> None:
+        proto = self._protocol
+        _timer.cancel(self._close_timer)
+        _timer.cancel(self._keepalive_timer)
+        _timer.cancel(self._ping_deadline_timer)
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        if self._drop is not None:
+            code, reason = self._drop
+        elif proto.failure is not None:
+            code, reason = proto.failure.code, str(proto.failure)
+        elif proto.close_received is not None:
+            code, reason = proto.close_received
+        else:
+            code, reason = 1006, ""
+        self.close_code = code
+        self.close_reason = reason
+        proto.state = State.CLOSED
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+        if error is not None:
+            self._emit("error", error)
+        self._emit("close", code, reason)
+        self._done.set()
+        logger.debug("connection closed: %s %r", code, reason)

@@ -1,0 +1,358 @@
+"""The Sans-I/O opening handshake of the client (RFC 6455 section 4.1).
+
+:class:`ClientHandshake` builds the request bytes, parses the response head incrementally
+(bounded), and validates it. Bytes that arrive after the head are kept in ``trailing_data``
+so the connection can feed them to the protocol as the first frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .exceptions import HandshakeError, InvalidStatus
+
+if TYPE_CHECKING:
+    from .extensions.permessage_deflate import DeflateOptions, PerMessageDeflate
+    from .uri import WSURI
+
+__all__ = ["Headers", "Response", "ClientHandshake", "accept_key", "parse_extension_header"]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_HEAD_SIZE = 64 * 1024
+MAX_BODY_SIZE = 64 * 1024
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value the server must send for ``key``."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+
+
+class Headers(MutableMapping[str, str]):
+    """A case-insensitive multi-map of HTTP headers.
+
+    ``headers[name]`` gives the values of a repeated header joined with ``", "``;
+    :meth:`get_all` gives them as a list. Iteration yields each name once (as first seen).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        if items is not None:
+            pairs = items.items() if isinstance(items, Mapping) else items
+            for k, v in pairs:
+                self.add(k, v)
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+
+    def get_all(self, name: str) -> list[str]:
+        low = name.lower()
+        return [v for k, v in self._items if k.lower() == low]
+
+    def __getitem__(self, name: str) -> str:
+        values = self.get_all(name)
+        if not values:
+            raise KeyError(name)
+        return ", ".join(values)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.__delitem__(name) if name in self else None
+        self._items.append((name, value))
+
+    def __delitem__(self, name: str) -> None:
+        low = name.lower()
+        before = len(self._items)
+        self._items = [(k, v) for k, v in self._items if k.lower() != low]
+        if len(self._items) == before:
+            raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        low = name.lower()
+        return any(k.lower() == low for k, _ in self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for k, _ in self._items:
+            if k.lower() not in seen:
+                seen.add(k.lower())
+                yield k
+
+    def __len__(self) -> int:
+        return len({k.lower() for k, _ in self._items})
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """Every (name, value) pair in order, repeated names included."""
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+@dataclass
+class Response:
+    """An HTTP response to the opening handshake."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+    http_version: str = "HTTP/1.1"
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status} {self.reason}]>"
+
+
+def parse_extension_header(values: list[str]) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Parse ``Sec-WebSocket-Extensions`` values into ``[(name, [(param, value|None)])]``.
+
+    Raises ``HandshakeError`` on syntax errors.
+    """
+    result: list[tuple[str, list[tuple[str, str | None]]]] = []
+    for value in values:
+        for item in _split_commas(value):
+            parts = [p.strip() for p in item.split(";")]
+            name = parts[0]
+            if not _TOKEN_RE.match(name):
+                raise HandshakeError(f"malformed Sec-WebSocket-Extensions header: {value!r}")
+            params: list[tuple[str, str | None]] = []
+            for p in parts[1:]:
+                if "=" in p:
+                    k, v = (s.strip() for s in p.split("=", 1))
+                    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+                        v = v[1:-1]
+                    if not _TOKEN_RE.match(k) or not _TOKEN_RE.match(v):
+                        raise HandshakeError(f"malformed extension parameter {p!r}")
+                    params.append((k, v))
+                else:
+                    if not _TOKEN_RE.match(p):
+                        raise HandshakeError(f"malformed extension parameter {p!r}")
+                    params.append((p, None))
+            result.append((name, params))
+    return result
+
+
+def _split_commas(value: str) -> list[str]:
+    items = []
+    for item in value.split(","):
+        item = item.strip()
+        if item:
+            items.append(item)
+    return items
+
+
+def _tokens(values: list[str]) -> list[str]:
+    return [t.strip().lower() for v in values for t in v.split(",") if t.strip()]
+
+
+def _check_header_value(name: str, value: str) -> None:
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise ValueError(f"header names and values must be str: {name!r}: {value!r}")
+    if not _TOKEN_RE.match(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError(f"header {name!r} has a CR, LF or NUL in its value")
+
+
+@dataclass
+class ClientHandshake:
+    """The opening handshake of one connection attempt.
+
+    Call :meth:`request_bytes`, write them, then feed what the socket returns to
+    :meth:`receive_data` until it returns a :class:`Response`; then :meth:`validate` it.
+    """
+
+    uri: WSURI
+    subprotocols: list[str] | None = None
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    origin: str | None = None
+    version: int = 13
+    deflate: DeflateOptions | None = None
+    key: str = field(default_factory=lambda: base64.b64encode(os.urandom(16)).decode("ascii"))
+
+    response: Response | None = field(default=None, init=False)
+    trailing_data: bytes = field(default=b"", init=False)
+    _buf: bytes = field(default=b"", init=False, repr=False)
+    _head: tuple[int, str, Headers, str] | None = field(default=None, init=False, repr=False)
+    _body_left: int | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.subprotocols is not None:
+            if isinstance(self.subprotocols, str):
+                self.subprotocols = [self.subprotocols]
+            for p in self.subprotocols:
+                if not isinstance(p, str) or not _TOKEN_RE.match(p):
+                    raise ValueError(f"invalid subprotocol {p!r}: must be an HTTP token")
+        if self.origin is not None:
+            _check_header_value("Origin", self.origin)
+        pairs = self.headers.items() if isinstance(self.headers, Mapping) else (self.headers or ())
+        self.headers = [(k, v) for k, v in pairs]
+        for k, v in self.headers:
+            _check_header_value(k, v)
+
+    def request_bytes(self) -> bytes:
+        """The HTTP request head."""
+        uri = self.uri
+        user: list[tuple[str, str]] = list(self.headers or ())  # type: ignore[arg-type]
+        given = {k.lower() for k, _ in user}
+        lines = [f"GET {uri.resource} HTTP/1.1"]
+        if "host" not in given:
+            lines.append(f"Host: {uri.host_header}")
+        lines += [
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {self.key}",
+            f"Sec-WebSocket-Version: {self.version}",
+        ]
+        if self.origin is not None:
+            name = "Origin" if self.version == 13 else "Sec-WebSocket-Origin"
+            lines.append(f"{name}: {self.origin}")
+        if self.subprotocols:
+            lines.append(f"Sec-WebSocket-Protocol: {', '.join(self.subprotocols)}")
+        if self.deflate is not None:
+            lines.append(f"Sec-WebSocket-Extensions: {self.deflate.offer()}")
+        if uri.user_info is not None and "authorization" not in given:
+            cred = f"{uri.user_info[0]}:{uri.user_info[1]}".encode()
+            lines.append("Authorization: Basic " + base64.b64encode(cred).decode("ascii"))
+        reserved = {"upgrade", "connection", "sec-websocket-key", "sec-websocket-version"}
+        for k, v in user:
+            if k.lower() in reserved:
+                raise ValueError(f"header {k!r} is set by the handshake and cannot be given")
+            lines.append(f"{k}: {v}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def receive_data(self, data: bytes) -> Response | None:
+        """Feed response bytes; returns the response once its head (and, for a non-101,
+        its bounded body) is complete. Raises ``HandshakeError`` on a malformed head."""
+        if self.response is not None:
+            self.trailing_data += data
+            return self.response
+        self._buf += data
+        if self._head is None:
+            idx = self._buf.find(b"\r\n\r\n")
+            if idx < 0:
+                if len(self._buf) > MAX_HEAD_SIZE:
+                    raise HandshakeError(f"the response head is larger than {MAX_HEAD_SIZE} bytes")
+                return None
+            if idx > MAX_HEAD_SIZE:
+                raise HandshakeError(f"the response head is larger than {MAX_HEAD_SIZE} bytes")
+            head = self._buf[:idx].decode("latin-1")
+            self._buf = self._buf[idx + 4 :]
+            self._head = _parse_head(head)
+            status, _, headers, _ = self._head
+            if status == 101:
+                return self._finish(b"")
+            length = headers.get("Content-Length")
+            try:
+                self._body_left = min(int(length), MAX_BODY_SIZE) if length is not None else None
+            except ValueError:
+                self._body_left = 0
+            if status in (204, 304) or 100 <= status < 200:
+                self._body_left = 0
+        if self._body_left is not None and len(self._buf) >= self._body_left:
+            return self._finish(self._buf[: self._body_left])
+        if len(self._buf) >= MAX_BODY_SIZE:
+            return self._finish(self._buf[:MAX_BODY_SIZE])
+        return None
+
+    def receive_eof(self) -> Response:
+        """The server closed the connection; returns what was received or raises."""
+        if self.response is not None:
+            return self.response
+        if self._head is None:
+            if not self._buf:
+                raise HandshakeError("the server closed the connection without answering")
+            raise HandshakeError("the server closed the connection in the middle of its answer")
+        return self._finish(self._buf[:MAX_BODY_SIZE])
+
+    def _finish(self, body: bytes) -> Response:
+        assert self._head is not None
+        status, reason, headers, version = self._head
+        self.response = Response(status, reason, headers, body, version)
+        if status == 101:
+            self.trailing_data = self._buf
+        self._buf = b""
+        return self.response
+
+    def validate(self) -> tuple[str | None, PerMessageDeflate | None]:
+        """Check the 101 response; returns (subprotocol, negotiated deflate codec or None).
+
+        Raises:
+            InvalidStatus: the status is not 101.
+            HandshakeError: a header is missing or wrong.
+        """
+        response = self.response
+        assert response is not None
+        if response.status != 101:
+            raise InvalidStatus(
+                f"server rejected WebSocket connection: HTTP {response.status} {response.reason}".rstrip(),
+                response,
+            )
+        h = response.headers
+        if "websocket" not in _tokens(h.get_all("Upgrade")):
+            raise HandshakeError(f"the response has no 'Upgrade: websocket' header (got {h.get('Upgrade')!r})")
+        if "upgrade" not in _tokens(h.get_all("Connection")):
+            raise HandshakeError(f"the response has no 'Connection: Upgrade' header (got {h.get('Connection')!r})")
+        accepts = h.get_all("Sec-WebSocket-Accept")
+        if len(accepts) != 1:
+            raise HandshakeError("the response must carry exactly one Sec-WebSocket-Accept header")
+        if accepts[0].strip() != accept_key(self.key):
+            raise HandshakeError("the Sec-WebSocket-Accept value does not match the key sent")
+        subprotocol = None
+        protocols = _tokens(h.get_all("Sec-WebSocket-Protocol"))
+        raw_protocols = [t.strip() for v in h.get_all("Sec-WebSocket-Protocol") for t in v.split(",") if t.strip()]
+        if protocols:
+            if len(raw_protocols) != 1:
+                raise HandshakeError(f"the server chose several subprotocols: {raw_protocols}")
+            if raw_protocols[0] not in (self.subprotocols or []):
+                raise HandshakeError(f"the server chose subprotocol {raw_protocols[0]!r}, which was not offered")
+            subprotocol = raw_protocols[0]
+        deflate = None
+        extensions = parse_extension_header(h.get_all("Sec-WebSocket-Extensions"))
+        for name, params in extensions:
+            if name.lower() == "permessage-deflate" and self.deflate is not None and deflate is None:
+                deflate = self.deflate.accept(params)
+            else:
+                raise HandshakeError(f"the server accepted extension {name!r}, which was not offered")
+        return subprotocol, deflate
+
+
+def _parse_head(head: str) -> tuple[int, str, Headers, str]:
+    lines = head.split("\r\n")
+    status_line = lines[0]
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise HandshakeError(f"malformed HTTP status line: {status_line[:100]!r}")
+    version = parts[0]
+    try:
+        status = int(parts[1])
+    except ValueError:
+        raise HandshakeError(f"malformed HTTP status line: {status_line[:100]!r}") from None
+    if not 100 <= status <= 999:
+        raise HandshakeError(f"malformed HTTP status code: {status}")
+    reason = parts[2] if len(parts) > 2 else ""
+    headers = Headers()
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t":
+            raise HandshakeError("obsolete line folding in the response head")
+        name, sep, value = line.partition(":")
+        if not sep or not _TOKEN_RE.match(name):
+            raise HandshakeError(f"malformed header line: {line[:100]!r}")
+        headers.add(name, value.strip(" \t"))
+    return status, reason, headers, version
+
+
+def describe(obj: Any) -> str:  # pragma: no cover - debugging helper
+    return repr(obj)

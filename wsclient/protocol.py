@@ -1,0 +1,489 @@
+"""The Sans-I/O WebSocket state machine of the client side (RFC 6455, RFC 7692 framing).
+
+Bytes go in through :meth:`Protocol.receive_data`; whole messages, frames and control
+events come out as a list; bytes to write come out of :meth:`Protocol.data_to_send` (for
+answers the protocol makes by itself: the close echo and the close after a failure) and of
+the ``encode_*`` methods (for what the application sends). No sockets, threads or clocks.
+
+Received messages are returned as plain ``str`` / ``bytes`` objects, not wrapped in an event
+object: that is the common case and the hot path of the reader thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+from .exceptions import PayloadTooBig, ProtocolError
+from .frames import (
+    Frame,
+    Opcode,
+    encode_close_payload,
+    encode_header,
+    mask_payload,
+    parse_close_payload,
+)
+
+if TYPE_CHECKING:
+    from .extensions.permessage_deflate import PerMessageDeflate
+
+__all__ = ["Protocol", "State", "Ping", "Pong", "Close", "Failure", "Event"]
+
+logger = logging.getLogger("wsclient.protocol")
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# A frame whose payload is not complete in the buffer and is at least this large is
+# collected in a list of chunks (joined once) instead of re-concatenating the buffer.
+_COLLECT_THRESHOLD = 1 << 16
+
+
+class State(enum.IntEnum):
+    OPEN = 1
+    CLOSING = 2  # our close frame is sent; waiting for the peer's
+    CLOSED = 3  # both close frames seen, or the stream ended
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The peer's close frame (``code`` 1005 when it carried none)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The protocol failed the connection: ``error`` says why; a close frame is queued."""
+
+    error: ProtocolError
+
+
+Event = Union[str, bytes, Frame, Ping, Pong, Close, Failure]
+
+
+class Protocol:
+    """The client side of one WebSocket connection, without I/O.
+
+    Args:
+        max_frame_size: largest frame payload accepted (checked at header time).
+        max_message_size: largest message accepted, after decompression.
+        assemble_fragments: when False every data frame is returned as a ``Frame`` (and
+            single-frame messages also as a message).
+        deflate: the negotiated permessage-deflate codec, or None.
+        mask: mask outgoing frames (always True for a client; False serves tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = 1 << 20,
+        max_message_size: int = 8 << 20,
+        assemble_fragments: bool = True,
+        fragmentation_threshold: int | None = 16 << 10,
+        deflate: PerMessageDeflate | None = None,
+        mask: bool = True,
+    ) -> None:
+        self.max_frame_size = max_frame_size
+        self.max_message_size = max_message_size
+        self.assemble_fragments = assemble_fragments
+        self.fragmentation_threshold = fragmentation_threshold
+        self.deflate = deflate
+        self.mask = mask
+        self.state = State.OPEN
+        #: Set once a close frame was sent (by us).
+        self.close_sent: tuple[int, str] | None = None
+        #: Set once the peer's close frame was received.
+        self.close_received: tuple[int, str] | None = None
+        #: The ProtocolError that made us fail the connection, if any.
+        self.failure: ProtocolError | None = None
+        self.eof = False
+
+        self._buf = b""
+        self._out: list[bytes] = []
+        # Frame being collected in chunks: [first_byte, opcode, length, got, chunks]
+        self._collect: list[Any] | None = None
+        # Partial UTF-8 check of an incomplete text frame: (frame start offset key, decoder, checked)
+        self._probe: tuple[Any, int] | None = None
+        # Current fragmented message (receive side).
+        self._msg_opcode = 0  # 0: none in progress
+        self._msg_parts: list[Any] = []
+        self._msg_size = 0
+        self._msg_decoder: Any = None
+        self._msg_compressed = False
+        self._discard = False  # after a failure: ignore all further input
+
+    # ------------------------------------------------------------------ receive side
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the socket; returns the events they complete."""
+        events: list[Event] = []
+        if self._discard or self.eof:
+            return events
+        try:
+            if self._collect is not None:
+                data = self._feed_collect(data, events)
+                if not data or self._discard:
+                    return events
+            self._parse(self._buf + data if self._buf else data, events)
+        except ProtocolError as exc:
+            self._fail(exc, events)
+        return events
+
+    def receive_eof(self) -> list[Event]:
+        """The peer closed its side of the stream."""
+        self.eof = True
+        self.state = State.CLOSED
+        self._buf = b""
+        self._collect = None
+        return []
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes the protocol produced by itself (close answers); empties the buffer."""
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def pending_bytes(self) -> int:
+        """How many payload bytes the frame being collected still needs (0 if none)."""
+        c = self._collect
+        return c[2] - c[3] if c is not None else 0
+
+    def _parse(self, buf: bytes, events: list[Event]) -> None:
+        # The hot loop: every complete frame in ``buf``. Single-frame, uncompressed data
+        # messages take the short path; everything else goes through _frame().
+        end = len(buf)
+        pos = 0
+        max_frame = self.max_frame_size
+        max_msg = self.max_message_size
+        append = events.append
+        fast = self.assemble_fragments
+        probed = False
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            hp = pos + 2
+            if length >= 126:
+                if length == 126:
+                    if end - hp < 2:
+                        break
+                    length = (buf[hp] << 8) | buf[hp + 1]
+                    hp += 2
+                    if length < 126:
+                        raise ProtocolError("frame length not minimally encoded")
+                else:
+                    if end - hp < 8:
+                        break
+                    length = int.from_bytes(buf[hp : hp + 8], "big")
+                    hp += 8
+                    if length >> 63:
+                        raise ProtocolError("frame length has the most significant bit set")
+                    if length < 65536:
+                        raise ProtocolError("frame length not minimally encoded")
+            if b1 & 0x80:
+                raise ProtocolError("the server sent a masked frame")
+            if length > max_frame:
+                raise PayloadTooBig(f"frame of {length} bytes exceeds max_received_frame_size={max_frame}")
+            pend = hp + length
+            if pend > end:
+                # Incomplete frame: check its header now, collect large payloads in chunks.
+                self._check_header(b0, length)
+                if pos:  # a frame completed in this call: any earlier probe is stale
+                    self._probe = None
+                probed = True
+                if length >= _COLLECT_THRESHOLD:
+                    self._collect = [b0, b0 & 0x0F, length, end - hp, [buf[hp:end]]]
+                    self._probe_partial(b0, buf, hp, end)
+                    self._buf = b""
+                    return
+                self._probe_partial(b0, buf, hp, end)
+                break
+            payload = buf[hp:pend]
+            pos = pend
+            if fast and self._msg_opcode == 0:
+                if b0 == 0x81:
+                    if length > max_msg:
+                        raise PayloadTooBig(f"message exceeds max_received_message_size={max_msg}")
+                    try:
+                        append(payload.decode())
+                    except UnicodeDecodeError:
+                        raise ProtocolError("invalid UTF-8 in a text message", 1007) from None
+                    continue
+                if b0 == 0x82:
+                    if length > max_msg:
+                        raise PayloadTooBig(f"message exceeds max_received_message_size={max_msg}")
+                    append(payload)
+                    continue
+            self._frame(b0, payload, events)
+            if self._discard:
+                return
+        if pos and not probed:
+            self._probe = None
+        self._buf = buf[pos:] if pos < end else b""
+
+    def _feed_collect(self, data: bytes, events: list[Event]) -> bytes:
+        c = self._collect
+        assert c is not None
+        need = c[2] - c[3]
+        if len(data) < need:
+            c[4].append(data)
+            c[3] += len(data)
+            self._probe_chunk(data)
+            return b""
+        c[4].append(data[:need] if len(data) > need else data)
+        self._collect = None
+        self._probe = None
+        payload = b"".join(c[4])
+        self._frame(c[0], payload, events)
+        return data[need:]
+
+    def _check_header(self, b0: int, length: int) -> None:
+        """Checks that must not wait for the payload (limits, opcode, flags)."""
+        opcode = b0 & 0x0F
+        if opcode >= 8:
+            if opcode > 10:
+                raise ProtocolError(f"reserved opcode {opcode}")
+            if not b0 & 0x80:
+                raise ProtocolError("fragmented control frame")
+            if length > 125:
+                raise ProtocolError("control frame payload longer than 125 bytes")
+            if b0 & 0x70:
+                raise ProtocolError("reserved bits set on a control frame")
+            return
+        if opcode > 2:
+            raise ProtocolError(f"reserved opcode {opcode}")
+        if b0 & 0x30:
+            raise ProtocolError("reserved bits RSV2/RSV3 set without an extension")
+        if opcode == 0:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame without a message in progress")
+            if b0 & 0x40:
+                raise ProtocolError("RSV1 set on a continuation frame")
+        else:
+            if self._msg_opcode:
+                raise ProtocolError("new data frame while a fragmented message is in progress")
+            if b0 & 0x40 and self.deflate is None:
+                raise ProtocolError("RSV1 set but no extension was negotiated")
+        compressed = bool(b0 & 0x40) if opcode else self._msg_compressed
+        if not compressed and self._msg_size + length > self.max_message_size:
+            raise PayloadTooBig(
+                f"message exceeds max_received_message_size={self.max_message_size}"
+            )
+
+    # Fail fast on invalid UTF-8 inside a text frame whose end has not arrived yet: the
+    # probe is (decoder, payload bytes of the incomplete frame already checked).
+    def _probe_partial(self, b0: int, buf: bytes, hp: int, end: int) -> None:
+        opcode = b0 & 0x0F
+        if b0 & 0x40 or not (opcode == 1 or (opcode == 0 and self._msg_opcode == 1)):
+            return
+        if opcode == 0 and self._msg_compressed:
+            return
+        probe = self._probe
+        if probe is None:
+            dec = _utf8_decoder()
+            if opcode == 0 and self._msg_decoder is not None:
+                dec.setstate(self._msg_decoder.getstate())
+            checked = 0
+        else:
+            dec, checked = probe
+        if end - hp > checked:
+            try:
+                dec.decode(buf[hp + checked : end])
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in a text message", 1007) from None
+        self._probe = (dec, end - hp)
+
+    def _probe_chunk(self, data: bytes) -> None:
+        probe = self._probe
+        if probe is None:  # the frame started as a non-probed frame: nothing to continue
+            return
+        try:
+            probe[0].decode(data)
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid UTF-8 in a text message", 1007) from None
+
+    def _frame(self, b0: int, payload: bytes, events: list[Event]) -> None:
+        """Handle one complete frame that did not take the fast path."""
+        self._check_header(b0, len(payload))
+        opcode = b0 & 0x0F
+        fin = bool(b0 & 0x80)
+        if opcode >= 8:
+            self._control(opcode, payload, events)
+            return
+        if opcode:
+            self._msg_opcode = opcode
+            self._msg_compressed = bool(b0 & 0x40)
+            self._msg_size = 0
+            self._msg_parts = []
+            self._msg_decoder = _utf8_decoder() if opcode == 1 else None
+        msg_opcode = self._msg_opcode
+        if self._msg_compressed:
+            assert self.deflate is not None
+            budget = self.max_message_size - self._msg_size
+            payload = self.deflate.decompress(payload, fin, budget)
+        self._msg_size += len(payload)
+        if self._msg_size > self.max_message_size:
+            raise PayloadTooBig(f"message exceeds max_received_message_size={self.max_message_size}")
+        text: str | None = None
+        if msg_opcode == 1:
+            try:
+                text = self._msg_decoder.decode(payload, fin)
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in a text message", 1007) from None
+        if not self.assemble_fragments:
+            events.append(Frame(Opcode(opcode), payload, fin))
+            if fin:
+                if opcode and text is not None:
+                    events.append(text)
+                elif opcode:
+                    events.append(payload)
+                self._msg_opcode = 0
+                self._msg_decoder = None
+                self._msg_size = 0
+            return
+        if fin:
+            parts = self._msg_parts
+            if msg_opcode == 1:
+                assert text is not None
+                events.append("".join(parts) + text if parts else text)
+            else:
+                events.append(b"".join(parts) + payload if parts else payload)
+            self._msg_opcode = 0
+            self._msg_parts = []
+            self._msg_decoder = None
+            self._msg_size = 0
+        else:
+            self._msg_parts.append(text if msg_opcode == 1 else payload)
+
+    def _control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
+        if opcode == 9:
+            events.append(Ping(payload))
+        elif opcode == 10:
+            events.append(Pong(payload))
+        else:
+            try:
+                code, reason = parse_close_payload(payload)
+            except ValueError as exc:
+                raise ProtocolError(str(exc.args[0]), exc.args[1]) from None
+            self.close_received = (code, reason)
+            if self.close_sent is None:
+                # Echo the peer's code (RFC 6455 section 5.5.1); 1005 is answered empty.
+                self._queue_close(code if code != 1005 else None, "")
+            self.state = State.CLOSED
+            self._discard = True  # nothing may follow a close frame
+            self._buf = b""
+            events.append(Close(code, reason))
+
+    def _fail(self, exc: ProtocolError, events: list[Event]) -> None:
+        logger.debug("failing the connection: %s (code %d)", exc, exc.code)
+        self.failure = exc
+        if self.close_sent is None:
+            self._queue_close(exc.code, "")
+        self.state = State.CLOSING if self.state is State.OPEN else self.state
+        self._discard = True
+        self._buf = b""
+        self._collect = None
+        self._probe = None
+        events.append(Failure(exc))
+
+    def _queue_close(self, code: int | None, reason: str) -> None:
+        self._out.append(self._encode(8, encode_close_payload(code, reason), True, False))
+        self.close_sent = (1005 if code is None else code, reason)
+
+    # ------------------------------------------------------------------ send side
+
+    def _encode(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bytes:
+        first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+        if self.mask:
+            key = os.urandom(4)
+            return encode_header(first, len(payload), key) + mask_payload(payload, key)
+        return encode_header(first, len(payload), None) + payload
+
+    def encode_message(self, data: str | bytes | bytearray | memoryview) -> list[bytes]:
+        """Frames (serialised) for one whole message: text for ``str``, else binary.
+
+        Compresses when permessage-deflate is on and fragments past the threshold.
+        """
+        if isinstance(data, str):
+            opcode = 1
+            payload: bytes = data.encode()
+        else:
+            opcode = 2
+            payload = data if type(data) is bytes else bytes(data)
+        rsv1 = False
+        if self.deflate is not None:
+            compressed = self.deflate.compress(payload)
+            if compressed is not None:
+                payload = compressed
+                rsv1 = True
+        limit = self.fragmentation_threshold
+        n = len(payload)
+        if limit is None or n <= limit:
+            return [self._encode(opcode, payload, True, rsv1)]
+        out = []
+        view = memoryview(payload)
+        start = 0
+        while start < n:
+            stop = start + limit
+            last = stop >= n
+            out.append(self._encode(opcode if start == 0 else 0, view[start:stop], last, rsv1 and start == 0))
+            start = stop
+        return out
+
+    def encode_frame(self, frame: Frame) -> bytes:
+        """Serialise a user-built frame as given (the caller owns the order of frames)."""
+        if frame.is_control:
+            if len(frame.payload) > 125:
+                raise ValueError("a control frame payload may be at most 125 bytes")
+            if not frame.fin:
+                raise ValueError("a control frame cannot be fragmented (fin=False)")
+        first = (
+            (0x80 if frame.fin else 0)
+            | (0x40 if frame.rsv1 else 0)
+            | (0x20 if frame.rsv2 else 0)
+            | (0x10 if frame.rsv3 else 0)
+            | frame.opcode
+        )
+        payload = frame.payload
+        if self.mask:
+            key = os.urandom(4)
+            return encode_header(first, len(payload), key) + mask_payload(payload, key)
+        return encode_header(first, len(payload), None) + payload
+
+    def encode_ping(self, data: bytes) -> bytes:
+        return self._encode(9, _control_payload(data), True, False)
+
+    def encode_pong(self, data: bytes) -> bytes:
+        return self._encode(10, _control_payload(data), True, False)
+
+    def encode_close(self, code: int | None, reason: str = "") -> bytes:
+        """Our close frame; moves the state to CLOSING. ``None``/1005 sends no code."""
+        payload = encode_close_payload(code, reason)
+        self.close_sent = (1005 if code is None else code, reason)
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
+        return self._encode(8, payload, True, False)
+
+
+def _control_payload(data: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(data, str):
+        data = data.encode()
+    data = bytes(data)
+    if len(data) > 125:
+        raise ValueError("a control frame payload may be at most 125 bytes")
+    return data

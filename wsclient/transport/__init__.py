@@ -1,0 +1,143 @@
+"""Opening the byte stream under a WebSocket: TCP (through urllib3), proxies, TLS.
+
+:func:`open_stream` is the one place where foreign errors (``OSError``, ``ssl.SSLError``,
+urllib3's exceptions) become wsclient's ``ConnectFailed`` subclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from typing import Any, Callable
+
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+)
+from urllib3.util.connection import create_connection
+
+from ..exceptions import ConnectFailed, ConnectTimeout, InvalidURL, TLSError, WebSocketError
+from ..uri import WSURI
+from .options import TransportOptions
+from .tls import make_ssl_context
+
+__all__ = ["open_stream", "TransportOptions", "make_ssl_context", "remaining", "translate_error"]
+
+logger = logging.getLogger("wsclient.transport")
+
+
+def remaining(deadline: float) -> float:
+    """Seconds left before ``deadline``; raises ``ConnectTimeout`` when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ConnectTimeout("the opening handshake timed out")
+    return left
+
+
+def translate_error(exc: BaseException, what: str) -> WebSocketError:
+    """Map a foreign exception raised while opening to the matching ``ConnectFailed``."""
+    if isinstance(exc, WebSocketError):
+        return exc
+    if isinstance(exc, (socket.timeout, TimeoutError, ConnectTimeoutError)):
+        return ConnectTimeout(f"{what}: timed out")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSError(f"{what}: certificate verification failed: {exc.verify_message or exc}")
+    if isinstance(exc, ssl.CertificateError):
+        return TLSError(f"{what}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"{what}: TLS error: {exc.reason or exc}")
+    if isinstance(exc, (NameResolutionError, socket.gaierror)):
+        return ConnectFailed(f"{what}: could not resolve the host name ({exc})")
+    if isinstance(exc, LocationParseError):
+        return InvalidURL(f"{what}: {exc}")
+    if isinstance(exc, NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (socket.timeout, TimeoutError)):
+            return ConnectTimeout(f"{what}: timed out")
+        return ConnectFailed(f"{what}: {cause or exc}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectFailed(f"{what}: connection refused")
+    if isinstance(exc, OSError):
+        return ConnectFailed(f"{what}: {exc.strerror or exc}")
+    return ConnectFailed(f"{what}: {exc!r}")
+
+
+def open_stream(
+    uri: WSURI,
+    options: TransportOptions,
+    deadline: float,
+    *,
+    on_socket: Callable[[Any], None] | None = None,
+) -> Any:
+    """Open TCP (directly or through a proxy) and, for ``wss://``, TLS to the target.
+
+    ``on_socket`` is called with each socket as soon as it exists, so that ``abort()`` can
+    close it from another thread. Returns a connected stream (socket or TLS socket) in
+    blocking mode with no timeout set.
+
+    Raises:
+        ConnectFailed: or one of its subclasses; ``__cause__`` is the original error.
+    """
+    from .. import proxy as proxy_mod
+
+    request_proxy = options.request_options.get("proxy")
+    select = getattr(proxy_mod, "select_proxy", None)  # TEMP until the proxy package lands
+    proxy = None if select is None else select(
+        uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=request_proxy
+    )
+    target = f"{uri.host}:{uri.port}"
+    sock: Any = None
+    try:
+        if proxy is None:
+            logger.debug("connecting to %s", target)
+            sock = create_connection(
+                (uri.host, uri.port),
+                timeout=remaining(deadline),
+                source_address=options.source_address,
+                socket_options=_socket_options(options),
+            )
+        else:
+            logger.debug("connecting to %s through proxy %s", target, proxy)
+            sock = proxy_mod.open_tunnel(proxy, uri.host, uri.port, deadline=deadline, options=options)
+        if on_socket is not None:
+            on_socket(sock)
+        if uri.secure:
+            ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options)
+            hostname = (
+                options.server_hostname
+                or options.tls_options.get("server_hostname")
+                or uri.host
+            )
+            if isinstance(sock, ssl.SSLSocket):  # https:// proxy: TLS inside TLS
+                sock = proxy_mod.wrap_tls_in_tls(sock, ctx, hostname, deadline)
+            else:
+                sock.settimeout(remaining(deadline))
+                sock = ctx.wrap_socket(sock, server_hostname=hostname)
+            if on_socket is not None:
+                on_socket(sock)
+        sock.settimeout(None)
+        return sock
+    except BaseException as exc:
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        if isinstance(exc, WebSocketError):
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        raise translate_error(exc, f"cannot connect to {uri.scheme}://{target}") from exc
+
+
+def _socket_options(options: TransportOptions) -> list[tuple[int, int, Any]]:
+    opts = list(options.socket_options or [])
+    if options.disable_nagle_algorithm and not any(
+        o[0] == socket.IPPROTO_TCP and o[1] == socket.TCP_NODELAY for o in opts
+    ):
+        opts.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    return opts
