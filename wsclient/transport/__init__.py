@@ -85,8 +85,7 @@ def open_stream(
     from .. import proxy as proxy_mod
 
     request_proxy = options.request_options.get("proxy")
-    select = getattr(proxy_mod, "select_proxy", None)  # TEMP until the proxy package lands
-    proxy = None if select is None else select(
+    proxy = proxy_mod.select_proxy(
         uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=request_proxy
     )
     target = f"{uri.host}:{uri.port}"
