@@ -32,6 +32,8 @@ __all__ = ["WebSocketConnection"]
 logger = logging.getLogger("wsclient.connection")
 
 _RECV_SIZE = 1 << 16
+# Queued after the messages that preceded a protocol failure (see _handle).
+_FAIL_MARK: Any = object()
 _BIG_RECV_SIZE = 1 << 22
 
 
@@ -163,7 +165,7 @@ class WebSocketConnection(EventEmitter):
             raise TypeError(f"send() takes str or bytes-like data, not {type(data).__name__}")
         with self._send_lock:
             proto = self._protocol
-            if proto.close_sent is not None or proto.state is not State.OPEN or self._finished:
+            if proto.close_sent is not None or self._finished:
                 raise self._closed_error()
             self._write(proto.encode_message(data))
 
@@ -191,7 +193,7 @@ class WebSocketConnection(EventEmitter):
         with self._send_lock:
             proto = self._protocol
             data = proto.encode_frame(frame)
-            if proto.close_sent is not None or proto.state is not State.OPEN or self._finished:
+            if proto.close_sent is not None or self._finished:
                 raise self._closed_error()
             if frame.opcode == 8:
                 proto.close_sent = (1005, "")
@@ -232,7 +234,9 @@ class WebSocketConnection(EventEmitter):
             msg = q.popleft()
             if self._reader_blocked:
                 self._wake_reader()
-            return msg
+            if msg is not _FAIL_MARK:
+                return msg
+            self._flush_protocol()
         return self._recv_slow(timeout)
 
     def _recv_slow(self, timeout: float | None) -> str | bytes:
@@ -257,7 +261,10 @@ class WebSocketConnection(EventEmitter):
             msg = q.popleft()
             if self._reader_blocked:
                 cond.notify_all()
-            return msg
+        if msg is _FAIL_MARK:
+            self._flush_protocol()
+            return self._recv_slow(timeout)
+        return msg
 
     def _wake_reader(self) -> None:
         if len(self._queue) < self._max_queue:
@@ -323,12 +330,20 @@ class WebSocketConnection(EventEmitter):
             self._cond.notify_all()  # a reader blocked on a full queue goes on reading
         with self._send_lock:
             proto = self._protocol
-            if proto.close_sent is None and not self._finished and proto.state is State.OPEN:
-                try:
+            try:
+                if proto._out:  # a close the protocol queued (failure or echo) goes first
+                    self._write(proto.data_to_send())
+                elif proto.close_sent is None and not self._finished:
                     self._write(proto.encode_close(code, reason))
-                except ConnectionClosed:
-                    return
+            except ConnectionClosed:
+                return
             self._arm_close_timer()
+
+    def _deferred_close(self) -> None:
+        """Timer thread: the consumer did not reach a failure in time; send the close now."""
+        self._close_timer = None
+        self._flush_protocol()
+        self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
         if self._close_timer is None and not self._finished:
@@ -417,7 +432,11 @@ class WebSocketConnection(EventEmitter):
         try:
             if self._trailing:
                 data, self._trailing = self._trailing, b""
-                self._handle(proto.receive_data(data))
+                events = proto.receive_data(data)
+                if events:
+                    self._handle(events)
+                elif proto._out:
+                    self._flush_protocol()
             while not proto.eof:
                 if not running.is_set():
                     running.wait()
@@ -441,27 +460,23 @@ class WebSocketConnection(EventEmitter):
             self._finish(error)
 
     def _flush_protocol(self) -> None:
-        data = self._protocol.data_to_send()
-        if data:
-            with self._send_lock:
+        """Write the close frame the protocol queued by itself, and start close_timeout."""
+        with self._send_lock:
+            data = self._protocol.data_to_send()
+            if data:
                 try:
                     self._write(data)
                 except ConnectionClosed:
-                    pass
+                    return
+                self._arm_close_timer()
 
     def _handle(self, events: list[Any]) -> None:
-        proto = self._protocol
-        if proto._out:
-            self._flush_protocol()
+        # Events are handled in order, so that a listener sees the messages that came
+        # before a close or a failure before the answering close frame goes out.
         listeners = self._message_listeners
-        if not listeners:
-            # Fast path: a batch of plain messages goes to the queue in one step.
-            first = type(events[0])
-            if (first is str or first is bytes) and len(events) == 1 or all(
-                type(e) is str or type(e) is bytes for e in events
-            ):
-                self._enqueue(events)
-                return
+        if not listeners and all(type(e) is str or type(e) is bytes for e in events):
+            self._enqueue(events)  # the hot path: a batch of plain messages
+            return
         for ev in events:
             t = type(ev)
             if t is str or t is bytes:
@@ -481,12 +496,20 @@ class WebSocketConnection(EventEmitter):
             elif t is Close:
                 logger.debug("peer closed: %s %r", ev.code, ev.reason)
                 self._closing = True
-                self._arm_close_timer()
+                self._flush_protocol()
+                self._arm_close_timer()  # for the TCP close, even if no echo was due
             elif t is Failure:
                 logger.debug("protocol failure: %s", ev.error)
                 self._closing = True
-                self._arm_close_timer()
                 self._emit("error", ev.error)
+                if self._message_listeners or (self._waiting and not self._queue):
+                    self._flush_protocol()
+                else:
+                    # The consumer has not caught up with the messages that came before
+                    # the error: the close frame goes out when it reaches this point in
+                    # the queue (or after close_timeout), so its answers are not cut off.
+                    self._enqueue([_FAIL_MARK])
+                    self._close_timer = _timer.schedule(self._config.close_timeout, self._deferred_close)
             listeners = self._message_listeners
 
     def _on_ping(self, data: bytes) -> None:

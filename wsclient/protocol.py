@@ -105,8 +105,10 @@ class Protocol:
         self.deflate = deflate
         self.mask = mask
         self.state = State.OPEN
-        #: Set once a close frame was sent (by us).
+        #: Set once our close frame was handed out to be written (data_to_send/encode_close).
         self.close_sent: tuple[int, str] | None = None
+        #: A close frame the protocol made by itself (echo, failure) not yet handed out.
+        self.close_queued: tuple[int, str] | None = None
         #: Set once the peer's close frame was received.
         self.close_received: tuple[int, str] | None = None
         #: The ProtocolError that made us fail the connection, if any.
@@ -155,6 +157,8 @@ class Protocol:
     def data_to_send(self) -> list[bytes]:
         """Bytes the protocol produced by itself (close answers); empties the buffer."""
         out, self._out = self._out, []
+        if out and self.close_sent is None:
+            self.close_sent = self.close_queued
         return out
 
     @property
@@ -381,7 +385,7 @@ class Protocol:
             except ValueError as exc:
                 raise ProtocolError(str(exc.args[0]), exc.args[1]) from None
             self.close_received = (code, reason)
-            if self.close_sent is None:
+            if self.close_sent is None and self.close_queued is None:
                 # Echo the peer's code (RFC 6455 section 5.5.1); 1005 is answered empty.
                 self._queue_close(code if code != 1005 else None, "")
             self.state = State.CLOSED
@@ -392,7 +396,7 @@ class Protocol:
     def _fail(self, exc: ProtocolError, events: list[Event]) -> None:
         logger.debug("failing the connection: %s (code %d)", exc, exc.code)
         self.failure = exc
-        if self.close_sent is None:
+        if self.close_sent is None and self.close_queued is None:
             self._queue_close(exc.code, "")
         self.state = State.CLOSING if self.state is State.OPEN else self.state
         self._discard = True
@@ -403,7 +407,7 @@ class Protocol:
 
     def _queue_close(self, code: int | None, reason: str) -> None:
         self._out.append(self._encode(8, encode_close_payload(code, reason), True, False))
-        self.close_sent = (1005 if code is None else code, reason)
+        self.close_queued = (1005 if code is None else code, reason)
 
     # ------------------------------------------------------------------ send side
 
