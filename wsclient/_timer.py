@@ -12,9 +12,9 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
-__all__ = ["Timer", "schedule", "cancel"]
+__all__ = ["Timer", "cancel", "schedule"]
 
 logger = logging.getLogger("wsclient.timer")
 
@@ -22,7 +22,7 @@ logger = logging.getLogger("wsclient.timer")
 class Timer:
     """A handle to a scheduled callback; :meth:`cancel` it if it is no longer needed."""
 
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "when")
 
     def __init__(self, when: float, callback: Callable[[], None]) -> None:
         self.when = when

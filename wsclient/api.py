@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .client import DEFAULT_TIMEOUT, WebSocketClient
 from .connection import WebSocketConnection

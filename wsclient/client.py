@@ -11,7 +11,8 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .config import ClientConfig
 from .connection import WebSocketConnection
@@ -39,7 +40,7 @@ _REQUEST_OPTION_KEYS = frozenset(
 class _Attempt:
     """One opening in progress (so that ``abort()`` can reach its socket)."""
 
-    __slots__ = ("aborted", "sockets", "done")
+    __slots__ = ("aborted", "done", "sockets")
 
     def __init__(self) -> None:
         self.aborted = False

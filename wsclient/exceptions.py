@@ -8,20 +8,20 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "WebSocketError",
     "ConnectFailed",
-    "InvalidURL",
     "ConnectTimeout",
-    "ProxyError",
-    "ProxyAuthenticationRequired",
-    "TLSError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "HandshakeError",
     "InvalidStatus",
-    "ConnectionClosed",
-    "ConnectionClosedOK",
-    "ConnectionClosedError",
-    "ProtocolError",
+    "InvalidURL",
     "PayloadTooBig",
+    "ProtocolError",
+    "ProxyAuthenticationRequired",
+    "ProxyError",
+    "TLSError",
+    "WebSocketError",
 ]
 
 

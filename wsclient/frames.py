@@ -12,15 +12,15 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
-    "Opcode",
     "CloseCode",
     "Frame",
-    "mask_payload",
-    "encode_header",
-    "serialize_frame",
+    "Opcode",
     "encode_close_payload",
-    "parse_close_payload",
+    "encode_header",
     "is_valid_close_code",
+    "mask_payload",
+    "parse_close_payload",
+    "serialize_frame",
 ]
 
 

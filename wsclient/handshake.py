@@ -11,9 +11,9 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import HandshakeError, InvalidStatus
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .extensions.permessage_deflate import DeflateOptions, PerMessageDeflate
     from .uri import WSURI
 
-__all__ = ["Headers", "Response", "ClientHandshake", "accept_key", "parse_extension_header"]
+__all__ = ["ClientHandshake", "Headers", "Response", "accept_key", "parse_extension_header"]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD_SIZE = 64 * 1024

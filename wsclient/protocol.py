@@ -16,7 +16,7 @@ import enum
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import PayloadTooBig, ProtocolError
 from .frames import (
@@ -31,7 +31,7 @@ from .frames import (
 if TYPE_CHECKING:
     from .extensions.permessage_deflate import PerMessageDeflate
 
-__all__ = ["Protocol", "State", "Ping", "Pong", "Close", "Failure", "Event"]
+__all__ = ["Close", "Event", "Failure", "Ping", "Pong", "Protocol", "State"]
 
 logger = logging.getLogger("wsclient.protocol")
 
@@ -73,7 +73,7 @@ class Failure:
     error: ProtocolError
 
 
-Event = Union[str, bytes, Frame, Ping, Pong, Close, Failure]
+Event = str | bytes | Frame | Ping | Pong | Close | Failure
 
 
 class Protocol:
@@ -411,12 +411,12 @@ class Protocol:
 
     # ------------------------------------------------------------------ send side
 
-    def _encode(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bytes:
+    def _encode(self, opcode: int, payload: bytes | memoryview, fin: bool, rsv1: bool) -> bytes:
         first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
         if self.mask:
             key = os.urandom(4)
             return encode_header(first, len(payload), key) + mask_payload(payload, key)
-        return encode_header(first, len(payload), None) + payload
+        return encode_header(first, len(payload), None) + bytes(payload)
 
     def encode_message(self, data: str | bytes | bytearray | memoryview) -> list[bytes]:
         """Frames (serialised) for one whole message: text for ``str``, else binary.

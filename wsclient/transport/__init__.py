@@ -10,7 +10,8 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -25,7 +26,7 @@ from ..uri import WSURI
 from .options import TransportOptions
 from .tls import make_ssl_context
 
-__all__ = ["open_stream", "TransportOptions", "make_ssl_context", "remaining", "translate_error"]
+__all__ = ["TransportOptions", "make_ssl_context", "open_stream", "remaining", "translate_error"]
 
 logger = logging.getLogger("wsclient.transport")
 

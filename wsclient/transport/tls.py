@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["make_ssl_context"]
 
