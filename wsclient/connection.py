@@ -97,6 +97,7 @@ class WebSocketConnection(EventEmitter):
         self._keepalive_timer: _timer.Timer | None = None
         self._ping_deadline_timer: _timer.Timer | None = None
         self._keepalive_payload: bytes | None = None
+        self._timers: list[_timer.Timer] = []
         self._can_dontwait = isinstance(sock, socket.socket) and not hasattr(sock, "cipher")
         self._reader = threading.Thread(
             target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True
@@ -108,7 +109,7 @@ class WebSocketConnection(EventEmitter):
         """Start the reader thread (called by the client once ``connect`` listeners ran)."""
         self._reader.start()
         if self._config.ping_interval is not None:
-            self._keepalive_timer = _timer.schedule(self._config.ping_interval, self._keepalive)
+            self._keepalive_timer = self._schedule(self._config.ping_interval, self._keepalive)
 
     def __enter__(self) -> WebSocketConnection:
         return self
@@ -348,7 +349,24 @@ class WebSocketConnection(EventEmitter):
 
     def _arm_close_timer(self) -> None:
         if self._close_timer is None and not self._finished:
-            self._close_timer = _timer.schedule(self._config.close_timeout, self._abort_socket)
+            self._close_timer = self._schedule(self._config.close_timeout, self._abort_socket)
+
+    def _schedule(self, delay: float, callback: Any) -> _timer.Timer:
+        """Schedule a timer of this connection; never outlives the connection.
+
+        The timer is stored by the caller before ``_finished`` is read again here, and
+        ``_finish`` sets ``_finished`` before it cancels the stored timers, so one of the
+        two always cancels it.
+        """
+        timer = _timer.schedule(delay, callback)
+        timers = self._timers
+        if len(timers) > 8:  # keepalive adds two a round: forget the ones that are over
+            now = time.monotonic()
+            timers[:] = [t for t in timers if not t.cancelled and t.when > now]
+        timers.append(timer)
+        if self._finished:
+            timer.cancel()
+        return timer
 
     def drop(self, code: int = 1006, reason: str = "") -> None:
         """Close at once, without the closing handshake.
@@ -404,16 +422,18 @@ class WebSocketConnection(EventEmitter):
             try:
                 if self._protocol.close_sent is None:
                     payload = os.urandom(4)
-                    if self._try_send_now(self._protocol.encode_ping(payload)):
-                        self._keepalive_payload = payload
-                        if self._config.ping_timeout is not None:
-                            self._ping_deadline_timer = _timer.schedule(
-                                self._config.ping_timeout, self._keepalive_expired
-                            )
+                    # Set before sending: the pong may be handled before send returns.
+                    self._keepalive_payload = payload
+                    if not self._try_send_now(self._protocol.encode_ping(payload)):
+                        self._keepalive_payload = None
+                    elif self._config.ping_timeout is not None:
+                        self._ping_deadline_timer = self._schedule(
+                            self._config.ping_timeout, self._keepalive_expired
+                        )
             finally:
                 self._send_lock.release()
         if not self._finished:
-            self._keepalive_timer = _timer.schedule(interval, self._keepalive)
+            self._keepalive_timer = self._schedule(interval, self._keepalive)
 
     def _keepalive_expired(self) -> None:
         if self._keepalive_payload is None or self._finished:
@@ -510,7 +530,7 @@ class WebSocketConnection(EventEmitter):
                     # the error: the close frame goes out when it reaches this point in
                     # the queue (or after close_timeout), so its answers are not cut off.
                     self._enqueue([_FAIL_MARK])
-                    self._close_timer = _timer.schedule(self._config.close_timeout, self._deferred_close)
+                    self._close_timer = self._schedule(self._config.close_timeout, self._deferred_close)
             listeners = self._message_listeners
 
     def _on_ping(self, data: bytes) -> None:
@@ -544,13 +564,6 @@ class WebSocketConnection(EventEmitter):
 
     def _finish(self, error: BaseException | None) -> None:
         proto = self._protocol
-        _timer.cancel(self._close_timer)
-        _timer.cancel(self._keepalive_timer)
-        _timer.cancel(self._ping_deadline_timer)
-        try:
-            self._sock.close()
-        except OSError:
-            pass
         if self._drop is not None:
             code, reason = self._drop
         elif proto.failure is not None:
@@ -565,6 +578,13 @@ class WebSocketConnection(EventEmitter):
         with self._cond:
             self._finished = True
             self._cond.notify_all()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
         if error is not None:
             self._emit("error", error)
         self._emit("close", code, reason)
