@@ -102,7 +102,9 @@ def open_stream(
             )
         else:
             logger.debug("connecting to %s through proxy %s", target, proxy)
-            sock = proxy_mod.open_tunnel(proxy, uri.host, uri.port, deadline=deadline, options=options)
+            sock = proxy_mod.open_tunnel(
+                proxy, uri.host, uri.port, deadline=deadline, options=options, on_socket=on_socket
+            )
         if on_socket is not None:
             on_socket(sock)
         if uri.secure:
@@ -112,7 +114,7 @@ def open_stream(
                 or options.tls_options.get("server_hostname")
                 or uri.host
             )
-            if isinstance(sock, ssl.SSLSocket):  # https:// proxy: TLS inside TLS
+            if proxy is not None and proxy_mod.needs_tls_in_tls(sock):  # TLS inside a proxy stream
                 sock = proxy_mod.wrap_tls_in_tls(sock, ctx, hostname, deadline)
             else:
                 sock.settimeout(remaining(deadline))

@@ -1,0 +1,149 @@
+"""SOCKS4, SOCKS4a, SOCKS5 and SOCKS5h tunnels through PySocks (the extra ``wsclient[socks]``).
+
+``socks4a://`` and ``socks5h://`` let the proxy resolve the target's name; ``socks4://``
+and ``socks5://`` resolve it here. The socket handed back is a plain ``socket.socket``
+whose peer is the proxy (``remote_address`` shows the proxy, as for HTTP tunnels).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import ConnectFailed, ConnectTimeout, ProxyAuthenticationRequired, ProxyError
+from .url import ProxyURL
+
+__all__ = ["open_socks_tunnel"]
+
+logger = logging.getLogger("wsclient.proxy")
+
+_INSTALL_HINT = "SOCKS proxies need PySocks: pip install wsclient[socks]"
+
+
+def _import_pysocks() -> Any:
+    try:
+        import socks as pysocks
+    except ImportError as exc:
+        raise ProxyError(_INSTALL_HINT) from exc
+    return pysocks
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def open_socks_tunnel(
+    proxy: ProxyURL,
+    host: str,
+    port: int,
+    *,
+    deadline: float,
+    options: Any,
+    on_socket: Callable[[Any], None] | None = None,
+) -> socket.socket:
+    """Connect to ``host:port`` through the SOCKS proxy ``proxy``.
+
+    Raises:
+        ProxyAuthenticationRequired: the SOCKS5 proxy refused the credentials (or wanted
+            some and none were given).
+        ProxyError: PySocks is missing, the proxy is unreachable, or it refused the
+            connection (its reply code is in the message).
+        ConnectTimeout: ``deadline`` passed.
+        ConnectFailed: the target's name could not be resolved here (``socks4``/``socks5``).
+    """
+    pysocks = _import_pysocks()
+    host = host.strip("[]")
+    remote_dns = proxy.scheme in ("socks4a", "socks5h")
+    is_socks4 = proxy.scheme in ("socks4", "socks4a")
+    if is_socks4 and ":" in host:
+        raise ProxyError(f"SOCKS4 cannot reach the IPv6 address {host}: use a socks5:// or socks5h:// proxy")
+    if proxy.scheme == "socks4" and not _is_ip(host):
+        # SOCKS4 carries an IPv4 address only: resolve here, with a clear error.
+        try:
+            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ConnectFailed(f"cannot resolve {host!r} for the SOCKS4 proxy: {exc.strerror}") from exc
+        host = str(infos[0][4][0])
+    if is_socks4 and proxy.password:
+        logger.debug("SOCKS4 has no passwords: only the user name is sent to %s", proxy)
+    proxy_type = pysocks.SOCKS4 if is_socks4 else pysocks.SOCKS5
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ConnectTimeout(f"timed out before connecting to the proxy {proxy}")
+    opts = list(getattr(options, "socket_options", None) or [])
+    if getattr(options, "disable_nagle_algorithm", True):
+        opts.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    logger.debug("SOCKS connect to %s:%d through %s", host, port, proxy)
+    try:
+        sock = pysocks.create_connection(
+            (host, port),
+            timeout=left,
+            source_address=getattr(options, "source_address", None),
+            proxy_type=proxy_type,
+            proxy_addr=proxy.host,
+            proxy_port=proxy.port,
+            proxy_rdns=remote_dns,
+            proxy_username=proxy.username,
+            proxy_password=proxy.password if not is_socks4 else None,
+            socket_options=opts,
+        )
+    except pysocks.ProxyError as exc:
+        raise _translate(pysocks, exc, proxy, host, port) from exc
+    except socket.gaierror as exc:
+        raise ProxyError(f"cannot resolve the proxy host {proxy.host!r}") from exc
+    except TimeoutError as exc:
+        raise ConnectTimeout(f"timed out connecting to the proxy {proxy}") from exc
+    except OSError as exc:
+        raise ProxyError(f"cannot connect to the proxy {proxy}: {exc}") from exc
+    # Hand back a plain socket: PySocks' getpeername() names the target, ours the proxy.
+    family, kind, proto = sock.family, sock.type, sock.proto
+    plain = socket.socket(family, kind, proto, fileno=sock.detach())
+    try:
+        plain.settimeout(max(deadline - time.monotonic(), 0.001))
+    except OSError:
+        plain.close()
+        raise
+    if on_socket is not None:
+        on_socket(plain)
+    return plain
+
+
+def _translate(pysocks: Any, exc: BaseException, proxy: ProxyURL, host: str, port: int) -> ConnectFailed:
+    """Map a PySocks error to ours. PySocks wraps a protocol error raised during the
+    negotiation into ``GeneralProxyError("Socket error", error)``: look inside first."""
+    inner = getattr(exc, "socket_err", None)
+    if isinstance(exc, pysocks.GeneralProxyError) and isinstance(inner, pysocks.ProxyError):
+        exc = inner
+        inner = getattr(exc, "socket_err", None)
+    if isinstance(exc, pysocks.SOCKS5AuthError):
+        return ProxyAuthenticationRequired(
+            f"the SOCKS5 proxy {proxy} refused the authentication: {_reason(exc)}"
+        )
+    if isinstance(exc, (pysocks.SOCKS5Error, pysocks.SOCKS4Error)):
+        return ProxyError(f"the SOCKS proxy {proxy} refused the connection to {host}:{port}: {_reason(exc)}")
+    if isinstance(inner, TimeoutError):
+        return ConnectTimeout(f"timed out talking to the SOCKS proxy {proxy}")
+    if isinstance(exc, pysocks.ProxyConnectionError):
+        reason = getattr(inner, "strerror", None) or inner or _reason(exc)
+        return ProxyError(f"cannot connect to the proxy {proxy}: {reason}")
+    if isinstance(inner, socket.gaierror):
+        return ConnectFailed(f"cannot resolve {host!r} for the SOCKS proxy: {inner.strerror}")
+    return ProxyError(f"the SOCKS proxy {proxy} failed: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    msg = getattr(exc, "msg", None) or (exc.args[0] if exc.args else "") or type(exc).__name__
+    cause = getattr(exc, "socket_err", None)
+    if cause is not None and not isinstance(cause, BaseException):
+        cause = None
+    if cause is not None:
+        return f"{msg} ({getattr(cause, 'strerror', None) or cause})"
+    return str(msg)
