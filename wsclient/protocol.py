@@ -117,6 +117,8 @@ class Protocol:
 
         self._buf = b""
         self._out: list[bytes] = []
+        self._key_pool = b""
+        self._key_pos = 1024
         # Frame being collected in chunks: [first_byte, opcode, length, got, chunks]
         self._collect: list[Any] | None = None
         # Partial UTF-8 check of an incomplete text frame: (frame start offset key, decoder, checked)
@@ -411,10 +413,19 @@ class Protocol:
 
     # ------------------------------------------------------------------ send side
 
+    def _mask_key(self) -> bytes:
+        """A fresh 4-byte masking key from the OS CSPRNG (drawn 1 KiB at a time)."""
+        pos = self._key_pos
+        if pos >= 1024:
+            self._key_pool = os.urandom(1024)
+            pos = 0
+        self._key_pos = pos + 4
+        return self._key_pool[pos : pos + 4]
+
     def _encode(self, opcode: int, payload: bytes | memoryview, fin: bool, rsv1: bool) -> bytes:
         first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
         if self.mask:
-            key = os.urandom(4)
+            key = self._mask_key()
             return encode_header(first, len(payload), key) + mask_payload(payload, key)
         return encode_header(first, len(payload), None) + bytes(payload)
 
@@ -465,7 +476,7 @@ class Protocol:
         )
         payload = frame.payload
         if self.mask:
-            key = os.urandom(4)
+            key = self._mask_key()
             return encode_header(first, len(payload), key) + mask_payload(payload, key)
         return encode_header(first, len(payload), None) + payload
 
