@@ -192,7 +192,9 @@ class WebSocketClient(EventEmitter):
             else:
                 self._emit("connect_failed", error)
             if raise_error:
-                raise error from (None if error is exc else exc)
+                if error is exc:
+                    raise  # keeps the __cause__ the transport set
+                raise error from exc
             return None
         self._end(attempt)
         self._emit("connect", conn)

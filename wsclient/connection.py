@@ -466,6 +466,8 @@ class WebSocketConnection(EventEmitter):
                 if not data:
                     proto.receive_eof()
                     break
+                if not running.is_set():  # paused while blocked in recv: hold the data
+                    running.wait()
                 events = proto.receive_data(data)
                 if events:
                     self._handle(events)
