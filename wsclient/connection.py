@@ -456,8 +456,6 @@ class WebSocketConnection(EventEmitter):
                 events = proto.receive_data(data)
                 if events:
                     self._handle(events)
-                elif proto._out:
-                    self._flush_protocol()
             while not proto.eof:
                 if not running.is_set():
                     running.wait()
@@ -470,9 +468,9 @@ class WebSocketConnection(EventEmitter):
                     running.wait()
                 events = proto.receive_data(data)
                 if events:
+                    # Output only comes with a Close or Failure event, and _handle decides
+                    # when it is written (a failure's close may wait for the consumer).
                     self._handle(events)
-                elif proto._out:
-                    self._flush_protocol()
         except OSError as exc:
             if not self._closing and proto.close_received is None:
                 error = exc
