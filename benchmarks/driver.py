@@ -1,0 +1,339 @@
+"""One measurement: one library, one cell, against a running ``benchmarks.server``.
+
+Every library gets the same work through the same loop; only opening a connection differs
+(see ``OPENERS``). Each library runs with its defaults, except that the size limits are raised
+for the 16 MiB cells and compression is switched off where a library offers it by default (the
+server never accepts it anyway). The result is printed as one ``RESULT {json}`` line.
+
+    python -m benchmarks.driver --lib wsclient --cell recv-16 --url ws://127.0.0.1:PORT/
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import gc
+import json
+import os
+import pstats
+import socket
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.cells import CELLS, Cell, binary_payload, text_payload
+
+__all__ = ["OPENERS", "Conn", "main"]
+
+BIG_LIMIT = 32 << 20
+
+
+@dataclass
+class Conn:
+    """The four bound methods a cell needs from an open connection."""
+
+    send_text: Callable[[str], Any]
+    send_binary: Callable[[bytes], Any]
+    recv: Callable[[], Any]
+    close: Callable[[], Any]
+
+
+def open_websocket_client(url: str, big: bool) -> Conn:
+    """websocket-client: ``websocket.create_connection`` (no size limits, no compression)."""
+    import websocket
+
+    ws = websocket.create_connection(url)
+    return Conn(ws.send, ws.send_binary, ws.recv, ws.close)
+
+
+def open_websockets(url: str, big: bool) -> Conn:
+    """websockets: ``websockets.sync.client.connect``, compression off."""
+    from websockets.sync.client import connect
+
+    # legacy=True: the historical direct-return behaviour, without websockets 17's warning.
+    options: dict[str, Any] = {"compression": None, "legacy": True}
+    if big:
+        options["max_size"] = BIG_LIMIT
+    ws = connect(url, **options)
+    return Conn(ws.send, ws.send, ws.recv, ws.close)
+
+
+def open_wsclient(url: str, big: bool) -> Conn:
+    """wsclient: ``wsclient.connect`` (API.md), compression off."""
+    import wsclient
+
+    options: dict[str, Any] = {"compression": None}
+    if big:
+        options["max_received_frame_size"] = BIG_LIMIT
+        options["max_received_message_size"] = BIG_LIMIT
+    ws = wsclient.connect(url, **options)
+    return Conn(ws.send, ws.send, ws.recv, ws.close)
+
+
+OPENERS: dict[str, Callable[[str, bool], Conn]] = {
+    "websocket-client": open_websocket_client,
+    "websockets": open_websockets,
+    "wsclient": open_wsclient,
+}
+
+
+class _Clock:
+    """``start()``/``stop()`` around the timed part; optionally profiles every thread."""
+
+    def __init__(self, profile_path: str | None) -> None:
+        self.t0 = self.t1 = 0.0
+        self.c0 = self.c1 = 0.0
+        self.profile_path = profile_path
+        self.profiles: list[cProfile.Profile] = []
+        self.main_profile: cProfile.Profile | None = None
+        if profile_path:
+            self._patch_threads()
+
+    def _patch_threads(self) -> None:
+        original = threading.Thread.run
+        profiles = self.profiles
+
+        def run(thread: threading.Thread) -> None:
+            profile = cProfile.Profile()
+            profiles.append(profile)
+            profile.enable()
+            try:
+                original(thread)
+            finally:
+                profile.disable()
+
+        threading.Thread.run = run  # type: ignore[method-assign,assignment]
+
+    def start(self) -> None:
+        if self.profile_path:
+            self.main_profile = cProfile.Profile()
+            self.main_profile.enable()
+        self.c0 = time.process_time()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.t1 = time.perf_counter()
+        self.c1 = time.process_time()
+        if self.main_profile is not None:
+            self.main_profile.disable()
+
+    @property
+    def elapsed(self) -> float:
+        return self.t1 - self.t0
+
+    @property
+    def cpu(self) -> float:
+        """CPU time of the whole client process (every thread) during the timed part."""
+        return self.c1 - self.c0
+
+    def dump(self) -> None:
+        """Merge the main thread's and every finished thread's profile into one file."""
+        if not self.profile_path or self.main_profile is None:
+            return
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(5.0)
+        stats = pstats.Stats(self.main_profile)
+        for profile in self.profiles:
+            stats.add(profile)
+        stats.dump_stats(self.profile_path)
+
+
+def cell_recv(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
+    """Ask for ``n`` messages with ``go`` and read them."""
+    expected: Any = (text_payload(cell.size) if cell.opcode == "text"
+                     else binary_payload(cell.size))
+    recv = conn.recv
+    message = None
+    clock.start()
+    conn.send_text("go")
+    for _ in range(n):
+        message = recv()
+    clock.stop()
+    if message != expected:
+        raise AssertionError(f"last message differs: {type(message).__name__}")
+    conn.close()
+    return {"messages": n, "payload_bytes": n * cell.size}
+
+
+def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
+    """Send ``n`` messages, then wait for the server's ``done``."""
+    payload: Any
+    send: Callable[[Any], Any]
+    if cell.opcode == "text":
+        payload, send = text_payload(cell.size), conn.send_text
+    else:
+        payload, send = binary_payload(cell.size), conn.send_binary
+    recv = conn.recv
+    clock.start()
+    for _ in range(n):
+        send(payload)
+    reply = recv()
+    clock.stop()
+    if reply != "done":
+        raise AssertionError(f"expected 'done', got {reply!r}")
+    conn.close()
+    return {"messages": n, "payload_bytes": n * cell.size}
+
+
+def cell_echo(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
+    """``n`` sequential round trips of one text message."""
+    payload = text_payload(cell.size)
+    send = conn.send_text
+    recv = conn.recv
+    reply = None
+    clock.start()
+    for _ in range(n):
+        send(payload)
+        reply = recv()
+    clock.stop()
+    if reply != payload:
+        raise AssertionError(f"echo differs: {reply!r}")
+    conn.close()
+    return {"messages": n, "payload_bytes": n * cell.size}
+
+
+def cell_connect(opener: Callable[[str, bool], Conn], url: str, n: int,
+                 clock: _Clock) -> dict[str, Any]:
+    """``n`` sequential connect + close (after one untimed warm-up)."""
+    opener(url, False).close()
+    clock.start()
+    for _ in range(n):
+        opener(url, False).close()
+    clock.stop()
+    return {"messages": n, "payload_bytes": 0}
+
+
+def _proc_status(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise LookupError(field)
+
+
+def _settle() -> None:
+    time.sleep(0.3)
+    gc.collect()
+
+
+def cell_idle(opener: Callable[[str, bool], Conn], url: str, n: int) -> dict[str, Any]:
+    """Hold ``n`` open connections: RSS and thread deltas, then tracemalloc in a second pass."""
+    opener(url, False).close()  # warm-up: lazy imports, shared threads
+    _settle()
+    rss0 = _proc_status("VmRSS")
+    threads0 = _proc_status("Threads")
+    conns = [opener(url, False) for _ in range(n)]
+    _settle()
+    rss1 = _proc_status("VmRSS")
+    threads1 = _proc_status("Threads")
+    for conn in conns:
+        conn.close()
+    conns.clear()
+    _settle()
+
+    tracemalloc.start()
+    traced0 = tracemalloc.get_traced_memory()[0]
+    conns = [opener(url, False) for _ in range(n)]
+    _settle()
+    traced1 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    for conn in conns:
+        conn.close()
+    return {
+        "connections": n,
+        "rss_kib_per_conn": (rss1 - rss0) / n,
+        "traced_kib_per_conn": (traced1 - traced0) / 1024 / n,
+        "threads_per_conn": (threads1 - threads0) / n,
+        "threads_total": threads1,
+    }
+
+
+def _handshake_request(host: str, port: int, path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode("ascii")
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n").encode("ascii")
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    # A zero mask key leaves the payload as it is: fine for a baseline's two control messages.
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + b"\0\0\0\0" + payload
+
+
+def cell_raw(cell: Cell, n: int, url: str, clock: _Clock) -> dict[str, Any]:
+    """Baseline: a plain socket reads the same bytes into one reusable buffer, no parsing."""
+    hostport = url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(_handshake_request(host, int(port), "/"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    got = len(head.split(b"\r\n\r\n", 1)[1])
+    header = 2 + (2 if cell.size >= 126 else 0) + (6 if cell.size >= 1 << 16 else 0)
+    total = n * (header + cell.size)
+    buf = bytearray(1 << 20)
+    recv_into = sock.recv_into
+    clock.start()
+    sock.sendall(_masked(1, b"go"))
+    while got < total:
+        got += recv_into(buf)
+    clock.stop()
+    sock.sendall(_masked(8, b"\x03\xe8"))
+    while sock.recv(1 << 16):
+        pass
+    sock.close()
+    return {"messages": n, "payload_bytes": n * cell.size}
+
+
+def run(lib: str, cell: Cell, url: str, n: int, profile: str | None) -> dict[str, Any]:
+    """Run one cell with one library; the result dict is what ``RESULT`` prints."""
+    clock = _Clock(profile)
+    if lib == "raw":
+        result = cell_raw(cell, n, url, clock)
+    else:
+        opener = OPENERS[lib]
+        if cell.kind == "idle":
+            return cell_idle(opener, url, n)
+        if cell.kind == "connect":
+            result = cell_connect(opener, url, n, clock)
+        else:
+            body = {"recv": cell_recv, "send": cell_send, "echo": cell_echo}[cell.kind]
+            result = body(cell, n, opener(url, cell.big), clock)
+    clock.dump()
+    result["elapsed"] = clock.elapsed
+    result["cpu"] = clock.cpu
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: print one ``RESULT`` line (or ``ERROR`` and exit 1)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lib", required=True, choices=(*OPENERS, "raw"))
+    parser.add_argument("--cell", required=True, choices=tuple(CELLS))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--count", type=int, help="override the cell's count")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", help="write merged cProfile stats of all threads here")
+    args = parser.parse_args(argv)
+    cell = CELLS[args.cell]
+    n = args.count or cell.n(args.quick)
+    try:
+        result = run(args.lib, cell, args.url, n, args.profile)
+    except Exception as exc:  # reported to the runner, which keeps going
+        sys.stdout.write("ERROR " + json.dumps(f"{type(exc).__name__}: {exc}") + "\n")
+        sys.stdout.flush()
+        sys.exit(1)
+    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""A loopback WebSocket server whose own cost is close to zero.
+
+Raw sockets, no framework: it completes the opening handshake itself (``Sec-WebSocket-Accept``;
+it never negotiates an extension or a subprotocol, so compression stays off for every client),
+then serves one of these modes:
+
+``recv``
+    wait for the client's first message (``go``), then write ``count`` frames that were
+    serialised once into one buffer, with ``sendall`` of that buffer;
+``send``
+    read into one reusable buffer and discard, walking only the frame headers to count
+    messages; when ``count`` messages have arrived, send one text message ``done``;
+``echo``
+    send every data frame back (unmasked, same opcode and FIN);
+``handshake``
+    accept and wait for the client's close (connect + close cells);
+``idle``
+    like ``handshake``, one thread per connection, for many open connections at once.
+
+Every mode answers pings and answers the client's close frame with a close frame (1000) and
+then closes TCP, as a server should. The server serves connections until it receives SIGTERM,
+then prints one ``STATS {json}`` line with its own CPU time, so a server-bound cell is visible.
+On start it prints ``PORT <n>``.
+
+    python -m benchmarks.server --mode recv --opcode text --size 16 --count 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+from types import FrameType
+
+from benchmarks.cells import binary_payload, text_payload
+
+__all__ = ["main", "serialize_frame"]
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CLOSE_1000 = b"\x88\x02\x03\xe8"
+RECV_BUFFER = 1 << 20
+SMALL_BUFFER = 16 << 10
+#: Serialised frames are grouped into write chunks of about this size.
+CHUNK = 1 << 20
+
+
+def serialize_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One unmasked (server-to-client) frame."""
+    n = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 1 << 16:
+        header = bytes((first, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + n.to_bytes(8, "big")
+    return header + payload
+
+
+def _unmask(mask: bytes, data: bytes) -> bytes:
+    n = len(data)
+    if not n:
+        return data
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+class _Stop(Exception):
+    """Raised from the SIGTERM handler to leave the accept loop."""
+
+
+class _Peer:
+    """One accepted connection: a reusable receive buffer and a header-walking frame loop."""
+
+    def __init__(self, sock: socket.socket, buffer_size: int) -> None:
+        self.sock = sock
+        self.buf = bytearray(buffer_size)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+
+    def fill(self) -> bool:
+        """Read more bytes after the unread ones; False on EOF."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.end == len(self.buf):
+            unread = self.end - self.start
+            if self.start == 0:  # a frame we must keep whole is larger than the buffer
+                self.view.release()
+                self.buf.extend(bytes(len(self.buf)))
+                self.view = memoryview(self.buf)
+            else:
+                self.buf[:unread] = self.buf[self.start:self.end]
+                self.start, self.end = 0, unread
+        try:
+            n = self.sock.recv_into(self.view[self.end:])
+        except ConnectionError:
+            return False
+        self.end += n
+        return n > 0
+
+    def handshake(self) -> bool:
+        """Read the upgrade request and answer 101; False if the client went away."""
+        while True:
+            at = self.buf.find(b"\r\n\r\n", 0, self.end)
+            if at >= 0:
+                break
+            if not self.fill():
+                return False
+        request = bytes(self.buf[:at]).decode("latin-1")
+        self.start = at + 4
+        key = ""
+        for line in request.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "sec-websocket-key":
+                key = value.strip()
+        accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode()
+        self.sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            b"Upgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n\r\n"
+        )
+        return True
+
+    def serve(self, *, expect: int = 0, echo: bool = False, until_first: bool = False) -> None:
+        """Walk frames until the client's close (answered) or EOF.
+
+        ``expect``: after that many complete data messages, send a ``done`` text message.
+        ``echo``: send every data frame back. ``until_first``: return after the first data
+        frame (the ``go`` of the receive cells).
+        """
+        buf = self.buf
+        sock = self.sock
+        messages = 0
+        skip = 0
+        while True:
+            if skip:
+                avail = self.end - self.start
+                if avail >= skip:
+                    self.start += skip
+                    skip = 0
+                else:
+                    skip -= avail
+                    self.start = self.end = 0
+                    if not self.fill():
+                        return
+                    continue
+            start = self.start
+            avail = self.end - start
+            if avail < 2:
+                if not self.fill():
+                    return
+                continue
+            b0 = buf[start]
+            b1 = buf[start + 1]
+            length = b1 & 0x7F
+            hlen = 2
+            if length == 126:
+                hlen = 4
+                if avail < 4:
+                    if not self.fill():
+                        return
+                    continue
+                length = (buf[start + 2] << 8) | buf[start + 3]
+            elif length == 127:
+                hlen = 10
+                if avail < 10:
+                    if not self.fill():
+                        return
+                    continue
+                length = int.from_bytes(buf[start + 2:start + 10], "big")
+            if b1 & 0x80:
+                hlen += 4
+            if avail < hlen:
+                if not self.fill():
+                    return
+                continue
+            opcode = b0 & 0x0F
+            if opcode >= 8 or echo or until_first:
+                # The payload is needed: wait until the whole frame is buffered.
+                if avail < hlen + length:
+                    if not self.fill():
+                        return
+                    continue
+                body = start + hlen
+                data = bytes(buf[body:body + length])
+                if b1 & 0x80:
+                    data = _unmask(bytes(buf[body - 4:body]), data)
+                self.start = body + length
+                if opcode == 8:
+                    self._close()
+                    return
+                if opcode == 9:
+                    sock.sendall(serialize_frame(10, data))
+                elif opcode < 8:
+                    if echo:
+                        sock.sendall(serialize_frame(opcode, data, fin=bool(b0 & 0x80)))
+                    if until_first:
+                        return
+                continue
+            # A data frame whose payload is discarded without being looked at.
+            self.start = start + hlen
+            if b0 & 0x80:
+                messages += 1
+                if messages == expect:
+                    sock.sendall(serialize_frame(1, b"done"))
+            rest = avail - hlen
+            if rest >= length:
+                self.start += length
+            else:
+                skip = length - rest
+                self.start = self.end
+
+    def _close(self) -> None:
+        try:
+            self.sock.sendall(CLOSE_1000)
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class _Stats:
+    """Process CPU time from the first accepted connection to the end of the last one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.first_cpu: float | None = None
+        self.last_cpu = 0.0
+        self.first_wall = 0.0
+        self.last_wall = 0.0
+        self.connections = 0
+        self.bytes_written = 0
+
+    def begin(self) -> None:
+        with self.lock:
+            if self.first_cpu is None:
+                self.first_cpu = time.process_time()
+                self.first_wall = time.perf_counter()
+
+    def end(self, written: int = 0) -> None:
+        cpu = time.process_time()
+        with self.lock:
+            self.connections += 1
+            self.last_cpu = max(self.last_cpu, cpu)
+            self.last_wall = time.perf_counter()
+            self.bytes_written += written
+
+    def as_dict(self) -> dict[str, object]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = 0.0 if self.first_cpu is None else self.last_cpu - self.first_cpu
+        return {
+            "cpu": cpu,
+            "wall": self.last_wall - self.first_wall,
+            "connections": self.connections,
+            "bytes_written": self.bytes_written,
+            "maxrss_kib": usage.ru_maxrss,
+        }
+
+
+def _build_chunks(opcode: int, payload: bytes, count: int) -> list[tuple[bytes, int]]:
+    """The pre-serialised output as ``(buffer, times)`` pairs covering ``count`` frames."""
+    frame = serialize_frame(opcode, payload)
+    per_chunk = max(1, CHUNK // len(frame))
+    if per_chunk == 1:
+        return [(frame, count)]
+    whole, rest = divmod(count, per_chunk)
+    chunks = [(frame * per_chunk, whole)]
+    if rest:
+        chunks.append((frame * rest, 1))
+    return chunks
+
+
+def _handle(sock: socket.socket, args: argparse.Namespace, stats: _Stats,
+            chunks: list[tuple[bytes, int]]) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stats.begin()
+    written = 0
+    small = args.mode in ("handshake", "idle", "echo")
+    peer = _Peer(sock, SMALL_BUFFER if small else RECV_BUFFER)
+    try:
+        if not peer.handshake():
+            return
+        if args.mode == "recv":
+            peer.serve(until_first=True)
+            sendall = sock.sendall
+            for chunk, times in chunks:
+                for _ in range(times):
+                    sendall(chunk)
+                written += len(chunk) * times
+            peer.serve()
+        elif args.mode == "send":
+            peer.serve(expect=args.count)
+        elif args.mode == "echo":
+            peer.serve(echo=True)
+        else:
+            peer.serve()
+    except OSError:
+        pass
+    finally:
+        sock.close()
+        stats.end(written)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, print ``PORT``, serve until SIGTERM, print ``STATS``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", required=True,
+                        choices=("recv", "send", "echo", "handshake", "idle"))
+    parser.add_argument("--opcode", choices=("text", "binary"), default="text")
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    chunks: list[tuple[bytes, int]] = []
+    if args.mode == "recv":
+        if args.opcode == "text":
+            chunks = _build_chunks(1, text_payload(args.size).encode("utf-8"), args.count)
+        else:
+            chunks = _build_chunks(2, binary_payload(args.size), args.count)
+
+    stats = _Stats()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, stop)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((args.host, args.port))
+    listener.listen(512)
+    sys.stdout.write(f"PORT {listener.getsockname()[1]}\n")
+    sys.stdout.flush()
+    try:
+        while True:
+            sock, _ = listener.accept()
+            if args.mode == "idle":
+                threading.Thread(target=_handle, args=(sock, args, stats, chunks),
+                                 daemon=True).start()
+            else:
+                _handle(sock, args, stats, chunks)
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        listener.close()
+    sys.stdout.write("STATS " + json.dumps(stats.as_dict()) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
