@@ -1,7 +1,8 @@
 """One timer thread for the whole process: close timeouts and keepalive deadlines.
 
-The thread starts when the first deadline is scheduled and exits as soon as no deadline is
-left, so an idle process keeps no wsclient thread. Callbacks run on the timer thread and
+The thread starts when the first deadline is scheduled and exits once no live deadline has
+been left for ``LINGER`` seconds, so an idle process keeps no wsclient thread, while a
+program that opens connections one after another does not start a thread for each. Callbacks run on the timer thread and
 must be short (they shut a socket down or send a ping without waiting).
 """
 
@@ -17,6 +18,9 @@ from collections.abc import Callable
 __all__ = ["Timer", "cancel", "schedule"]
 
 logger = logging.getLogger("wsclient.timer")
+
+#: Seconds the thread stays after its last live deadline went away.
+LINGER = 1.0
 
 
 class Timer:
@@ -39,11 +43,13 @@ class _TimerThread:
         self._cond = threading.Condition(threading.Lock())
         self._counter = itertools.count()
         self._thread: threading.Thread | None = None
+        self._live = 0  # scheduled, not cancelled, not yet run
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(time.monotonic() + delay, callback)
         with self._cond:
             heapq.heappush(self._heap, (timer.when, next(self._counter), timer))
+            self._live += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wsclient-timer", daemon=True)
                 self._thread.start()
@@ -51,25 +57,43 @@ class _TimerThread:
                 self._cond.notify()
         return timer
 
-    def wake(self) -> None:
-        """Let the thread drop cancelled timers now (and exit if none is left)."""
+    def cancel(self, timer: Timer) -> None:
+        """Cancel ``timer`` (no-op if it ran or was cancelled); when none is live, the
+        thread starts lingering now."""
         with self._cond:
-            self._cond.notify()
+            if timer.cancelled:
+                return
+            timer.cancelled = True
+            self._live -= 1
+            if self._live <= 0:
+                self._cond.notify()
 
     def _run(self) -> None:
         heap = self._heap
+        idle_since: float | None = None
         while True:
             with self._cond:
+                if self._live <= 0:
+                    # Only cancelled timers (or none) are left: drop them, linger, exit.
+                    heap.clear()
+                    now = time.monotonic()
+                    if idle_since is None:
+                        idle_since = now
+                    if now - idle_since >= LINGER:
+                        self._thread = None
+                        return
+                    self._cond.wait(LINGER - (now - idle_since))
+                    continue
+                idle_since = None
                 while heap and heap[0][2].cancelled:
                     heapq.heappop(heap)
-                if not heap:
-                    self._thread = None
-                    return
                 wait = heap[0][0] - time.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
                 timer = heapq.heappop(heap)[2]
+                timer.cancelled = True  # it runs now: a later cancel() does nothing
+                self._live -= 1
             try:
                 timer.callback()
             except Exception:  # a callback must never kill the shared thread
@@ -87,5 +111,4 @@ def schedule(delay: float, callback: Callable[[], None]) -> Timer:
 def cancel(timer: Timer | None) -> None:
     """Cancel ``timer`` if it is not None; the thread exits when nothing is left."""
     if timer is not None and not timer.cancelled:
-        timer.cancelled = True
-        _timer.wake()
+        _timer.cancel(timer)

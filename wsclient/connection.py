@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -33,9 +34,25 @@ __all__ = ["WebSocketConnection"]
 logger = logging.getLogger("wsclient.connection")
 
 _RECV_SIZE = 1 << 16
+# After a short read the next one asks for this much: an idle connection blocked in recv()
+# then holds a small buffer instead of 64 KiB.
+_SMALL_RECV_SIZE = 1 << 12
+# While the application is receiving, the reader thread leaves the socket to it for this
+# long (see recv()): pings and the peer's close are then handled at most this late when
+# nobody is in recv().
+_PARK = 0.05
 # Queued after the messages that preceded a protocol failure (see _handle).
 _FAIL_MARK: Any = object()
 _BIG_RECV_SIZE = 1 << 22
+
+
+def _readable(sock: Any, timeout: float) -> bool:
+    """Wait until ``sock`` is readable (poll, so that any file descriptor number works)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(max(1, int(timeout * 1000 + 0.999))))
+    return bool(select.select([sock], [], [], timeout)[0])
 
 
 class WebSocketConnection(EventEmitter):
@@ -99,6 +116,14 @@ class WebSocketConnection(EventEmitter):
         self._keepalive_payload: bytes | None = None
         self._timers: list[_timer.Timer] = []
         self._can_dontwait = isinstance(sock, socket.socket) and not hasattr(sock, "cipher")
+        # Reading the socket and feeding the protocol happen under _rlock: normally on the
+        # reader thread, but on a plain socket a consumer waiting in recv() reads directly,
+        # which saves a thread hand-off per message (see recv()).
+        self._rlock = threading.Lock()
+        self._direct = type(sock) is socket.socket
+        self._park_until = 0.0
+        self._pending: list[list[Any]] = []  # batches read by a consumer, for the reader
+        self._recv_size = _SMALL_RECV_SIZE
         self._reader = threading.Thread(
             target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True
         )
@@ -239,7 +264,64 @@ class WebSocketConnection(EventEmitter):
             if msg is not _FAIL_MARK:
                 return msg
             self._flush_protocol()
+        elif (
+            self._direct
+            and not self._pending
+            and not self._message_listeners
+            and not self._closing
+            and self._running.is_set()
+            and self._rlock.acquire(blocking=False)
+        ):
+            try:
+                got = self._recv_direct(timeout)
+            finally:
+                self._rlock.release()
+            if got is not None:
+                return got
         return self._recv_slow(timeout)
+
+    def _recv_direct(self, timeout: float | None) -> str | bytes | None:
+        """Read the socket on the caller's thread (``_rlock`` held, the reader parked).
+
+        Returns a message, or None to fall back to waiting for the reader thread: when the
+        queue got a message meanwhile, when a read brought anything but plain messages
+        (handed to the reader thread, which dispatches events), and at EOF or an error.
+        """
+        q = self._queue
+        sock = self._sock
+        proto = self._protocol
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if q or self._closing or self._finished or proto.eof:
+                return None
+            self._park_until = time.monotonic() + _PARK
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not _readable(sock, left):
+                    raise TimeoutError(f"no message within {timeout} seconds")
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except OSError:
+                data = b""
+            if not data:  # EOF or error: the reader thread reads it again and finishes
+                self._unpark()
+                return None
+            events = proto.receive_data(data)
+            if not events:
+                continue
+            for e in events:
+                if type(e) is not str and type(e) is not bytes:
+                    self._pending.append(events)
+                    self._unpark()
+                    return None
+            if len(events) > 1:
+                q.extend(events[1:])
+            return events[0]  # type: ignore[no-any-return]
+
+    def _unpark(self) -> None:
+        self._park_until = 0.0
+        with self._cond:
+            self._cond.notify_all()
 
     def _recv_slow(self, timeout: float | None) -> str | bytes:
         q = self._queue
@@ -446,31 +528,33 @@ class WebSocketConnection(EventEmitter):
     # ------------------------------------------------------------------ reader thread
 
     def _run(self) -> None:
-        sock = self._sock
         proto = self._protocol
-        running = self._running
         error: BaseException | None = None
         try:
             if self._trailing:
                 data, self._trailing = self._trailing, b""
-                events = proto.receive_data(data)
-                if events:
-                    self._handle(events)
+                with self._rlock:
+                    events = proto.receive_data(data)
+                    if events:
+                        self._handle(events)
             while not proto.eof:
-                if not running.is_set():
-                    running.wait()
-                pending = proto.pending_bytes
-                data = sock.recv(_BIG_RECV_SIZE if pending > _RECV_SIZE else _RECV_SIZE)
-                if not data:
-                    proto.receive_eof()
-                    break
-                if not running.is_set():  # paused while blocked in recv: hold the data
-                    running.wait()
-                events = proto.receive_data(data)
-                if events:
-                    # Output only comes with a Close or Failure event, and _handle decides
-                    # when it is written (a failure's close may wait for the consumer).
-                    self._handle(events)
+                if not self._running.is_set():
+                    self._running.wait()
+                if self._pending:
+                    with self._rlock:
+                        while self._pending:
+                            self._handle(self._pending.pop(0))
+                    continue
+                if self._park_until > time.monotonic() and not self._closing:
+                    with self._cond:
+                        left = self._park_until - time.monotonic()
+                        if left > 0 and not self._pending and not self._closing:
+                            self._cond.wait(left)
+                    continue
+                with self._rlock:
+                    if self._pending:
+                        continue
+                    self._read_once()
         except OSError as exc:
             if not self._closing and proto.close_received is None:
                 error = exc
@@ -479,6 +563,32 @@ class WebSocketConnection(EventEmitter):
             error = exc
         finally:
             self._finish(error)
+
+    def _read_once(self) -> None:
+        """One blocking read on the reader thread (``_rlock`` held)."""
+        sock = self._sock
+        proto = self._protocol
+        pending = proto.pending_bytes
+        if pending > _RECV_SIZE:
+            if self._direct and proto.pending_whole:
+                # The rest of a large frame in one read, without Python in between.
+                data = sock.recv(pending, socket.MSG_WAITALL)
+            else:
+                data = sock.recv(min(pending, _BIG_RECV_SIZE))
+        else:
+            size = self._recv_size
+            data = sock.recv(size)
+            self._recv_size = _RECV_SIZE if len(data) == size else _SMALL_RECV_SIZE
+        if not data:
+            proto.receive_eof()
+            return
+        if not self._running.is_set():  # paused while blocked in recv: hold the data
+            self._running.wait()
+        events = proto.receive_data(data)
+        if events:
+            # Output only comes with a Close or Failure event, and _handle decides
+            # when it is written (a failure's close may wait for the consumer).
+            self._handle(events)
 
     def _flush_protocol(self) -> None:
         """Write the close frame the protocol queued by itself, and start close_timeout."""
@@ -553,6 +663,8 @@ class WebSocketConnection(EventEmitter):
         q = self._queue
         q.extend(messages)
         if self._waiting:
+            if self._direct:  # the consumer is active: let it read the next ones itself
+                self._park_until = time.monotonic() + _PARK
             with self._cond:
                 self._cond.notify()
         if len(q) >= self._max_queue and not self._closing:

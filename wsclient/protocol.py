@@ -164,6 +164,16 @@ class Protocol:
         return out
 
     @property
+    def pending_whole(self) -> bool:
+        """Whether the frame being collected may be read in one blocking read: it is not
+        an uncompressed text frame (those are checked for UTF-8 as their bytes arrive)."""
+        c = self._collect
+        if c is None:
+            return False
+        opcode = c[1] or self._msg_opcode
+        return opcode != 1 or bool(c[0] & 0x40) or (c[1] == 0 and self._msg_compressed)
+
+    @property
     def pending_bytes(self) -> int:
         """How many payload bytes the frame being collected still needs (0 if none)."""
         c = self._collect
