@@ -1,7 +1,7 @@
 """One timer thread for the whole process: close timeouts and keepalive deadlines.
 
 The thread starts when the first deadline is scheduled and exits once no live deadline has
-been left for ``LINGER`` seconds, so an idle process keeps no wsclient thread, while a
+been left for ``LINGER`` seconds (counted from the deadline of the last cancelled timer), so an idle process keeps no wsclient thread, while a
 program that opens connections one after another does not start a thread for each. Callbacks run on the timer thread and
 must be short (they shut a socket down or send a ping without waiting).
 """
@@ -44,6 +44,7 @@ class _TimerThread:
         self._counter = itertools.count()
         self._thread: threading.Thread | None = None
         self._live = 0  # scheduled, not cancelled, not yet run
+        self._wake_at = 0.0  # when the thread's current wait ends
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(time.monotonic() + delay, callback)
@@ -52,21 +53,22 @@ class _TimerThread:
             self._live += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wsclient-timer", daemon=True)
+                self._wake_at = timer.when
                 self._thread.start()
-            elif self._heap[0][2] is timer:
+            elif timer.when < self._wake_at:  # earlier than the thread plans to wake up
+                self._wake_at = timer.when
                 self._cond.notify()
         return timer
 
     def cancel(self, timer: Timer) -> None:
-        """Cancel ``timer`` (no-op if it ran or was cancelled); when none is live, the
-        thread starts lingering now."""
+        """Cancel ``timer`` (no-op if it ran or was cancelled)."""
+        # No wake-up: the thread finds the timer cancelled when its deadline comes, and
+        # starts lingering then if nothing else is live.
         with self._cond:
             if timer.cancelled:
                 return
             timer.cancelled = True
             self._live -= 1
-            if self._live <= 0:
-                self._cond.notify()
 
     def _run(self) -> None:
         heap = self._heap
@@ -82,6 +84,7 @@ class _TimerThread:
                     if now - idle_since >= LINGER:
                         self._thread = None
                         return
+                    self._wake_at = idle_since + LINGER
                     self._cond.wait(LINGER - (now - idle_since))
                     continue
                 idle_since = None
@@ -89,6 +92,7 @@ class _TimerThread:
                     heapq.heappop(heap)
                 wait = heap[0][0] - time.monotonic()
                 if wait > 0:
+                    self._wake_at = heap[0][0]
                     self._cond.wait(wait)
                     continue
                 timer = heapq.heappop(heap)[2]
@@ -109,6 +113,6 @@ def schedule(delay: float, callback: Callable[[], None]) -> Timer:
 
 
 def cancel(timer: Timer | None) -> None:
-    """Cancel ``timer`` if it is not None; the thread exits when nothing is left."""
+    """Cancel ``timer`` if it is not None."""
     if timer is not None and not timer.cancelled:
         _timer.cancel(timer)

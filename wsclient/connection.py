@@ -41,6 +41,8 @@ _SMALL_RECV_SIZE = 1 << 12
 # long (see recv()): pings and the peer's close are then handled at most this late when
 # nobody is in recv().
 _PARK = 0.05
+# The reader thread starts this long after the opening if nothing needed it earlier.
+_LAZY_START = 0.01
 # Queued after the messages that preceded a protocol failure (see _handle).
 _FAIL_MARK: Any = object()
 _BIG_RECV_SIZE = 1 << 22
@@ -124,6 +126,9 @@ class WebSocketConnection(EventEmitter):
         self._park_until = 0.0
         self._pending: list[list[Any]] = []  # batches read by a consumer, for the reader
         self._recv_size = _SMALL_RECV_SIZE
+        self._start_lock = threading.Lock()
+        self._reader_state = 0  # 0: not started, 1: started, 2: never (closed inline)
+        self._opened = False  # _start() was called
         self._reader = threading.Thread(
             target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True
         )
@@ -131,10 +136,33 @@ class WebSocketConnection(EventEmitter):
     # ------------------------------------------------------------------ lifecycle
 
     def _start(self) -> None:
-        """Start the reader thread (called by the client once ``connect`` listeners ran)."""
-        self._reader.start()
+        """Called by the client once the ``connect`` listeners ran.
+
+        The reader thread starts on first use (``recv()``, a listener, ``pause()``) or
+        ``_LAZY_START`` seconds after the opening, whichever comes first, so that a
+        connection that is opened and closed at once costs no thread: its close runs on
+        the caller's thread.
+        """
+        self._opened = True
+        if self._message_listeners or any(self._listeners.values()):
+            self._ensure_reader()
+        else:
+            self._schedule(_LAZY_START, self._ensure_reader)
         if self._config.ping_interval is not None:
             self._keepalive_timer = self._schedule(self._config.ping_interval, self._keepalive)
+
+    def _ensure_reader(self, force: bool = False) -> None:
+        """Start the reader thread unless it runs already or the close went inline.
+
+        Before the client's ``connect`` listeners are done, only ``force`` starts it, so
+        that a listener can register handlers and ``pause()`` before anything is read.
+        """
+        if self._reader_state or not (self._opened or force):
+            return
+        with self._start_lock:
+            if self._reader_state == 0:
+                self._reader_state = 1
+                self._reader.start()
 
     def __enter__(self) -> WebSocketConnection:
         return self
@@ -154,6 +182,7 @@ class WebSocketConnection(EventEmitter):
     def _listeners_changed(self, event: str) -> None:
         if event == "message":
             self._message_listeners = self.listeners("message")
+        self._ensure_reader()
 
     # ------------------------------------------------------------------ sending
 
@@ -257,6 +286,8 @@ class WebSocketConnection(EventEmitter):
                 (``ConnectionClosedOK`` for 1000/1001, ``ConnectionClosedError`` otherwise).
         """
         q = self._queue
+        if not self._reader_state:
+            self._ensure_reader(force=True)
         if q:
             msg = q.popleft()
             if self._reader_blocked:
@@ -372,6 +403,7 @@ class WebSocketConnection(EventEmitter):
     def pause(self) -> None:
         """Stop reading from the socket (the server sees TCP back-pressure)."""
         self._running.clear()
+        self._ensure_reader()
 
     def resume(self) -> None:
         """Restart reading after :meth:`pause`."""
@@ -402,12 +434,57 @@ class WebSocketConnection(EventEmitter):
         with self._close_lock:
             if self._finished:
                 return
-            self._send_close(code, reason)
-            if self._reader.is_alive():
-                self._reader.join()
-            self._done.wait()
+            if self._reader_state == 0:
+                with self._start_lock:
+                    inline = self._reader_state == 0
+                    if inline:
+                        self._reader_state = 2
+                if inline:
+                    self._close_inline(code, reason)
+                    return
+            # This thread keeps the close_timeout itself (no timer round trip).
+            self._send_close(code, reason, arm_timer=False)
+            if not self._done.wait(self._config.close_timeout):
+                logger.debug("no close from the peer within close_timeout: closing the socket")
+                self._abort_socket()
+                self._done.wait()
+            self._reader.join()
 
-    def _send_close(self, code: int | None, reason: str) -> None:
+    def _close_inline(self, code: int, reason: str) -> None:
+        """The closing handshake on the caller's thread, for a connection whose reader
+        thread never started (nothing else reads the socket)."""
+        self._send_close(code, reason, arm_timer=False)
+        proto = self._protocol
+        sock = self._sock
+        deadline = time.monotonic() + self._config.close_timeout
+        error: BaseException | None = None
+        try:
+            if self._trailing:
+                data, self._trailing = self._trailing, b""
+                events = proto.receive_data(data)
+                if events:
+                    self._handle(events)
+            while not proto.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except TimeoutError:
+                    break
+                if not data:
+                    proto.receive_eof()
+                    break
+                events = proto.receive_data(data)
+                if events:
+                    self._handle(events)
+        except OSError as exc:
+            if proto.close_received is None:
+                error = exc
+        self._finish(error)
+
+    def _send_close(self, code: int | None, reason: str, *, arm_timer: bool = True) -> None:
         self._closing = True
         self._running.set()  # a paused reader must read the answer
         with self._cond:
@@ -421,7 +498,8 @@ class WebSocketConnection(EventEmitter):
                     self._write(proto.encode_close(code, reason))
             except ConnectionClosed:
                 return
-            self._arm_close_timer()
+            if arm_timer:
+                self._arm_close_timer()
 
     def _deferred_close(self) -> None:
         """Timer thread: the consumer did not reach a failure in time; send the close now."""
@@ -471,6 +549,14 @@ class WebSocketConnection(EventEmitter):
                 self._send_lock.release()
         self._abort_socket()
         self._running.set()
+        if self._reader_state == 0:
+            with self._start_lock:
+                inline = self._reader_state == 0
+                if inline:
+                    self._reader_state = 2
+            if inline:
+                self._finish(None)
+                return
         if threading.current_thread() is not self._reader and self._reader.is_alive():
             self._reader.join()
 

@@ -32,11 +32,11 @@ def test_a_failing_callback_does_not_kill_the_thread() -> None:
 
 
 def test_thread_exits_after_lingering_when_nothing_is_live() -> None:
-    t = _timer.schedule(30, lambda: None)
+    t = _timer.schedule(0.2, lambda: None)
     assert _timer_threads()
     t.cancel()
     t.cancel()  # a second cancel is a no-op
-    deadline = time.monotonic() + _timer.LINGER + 2
+    deadline = time.monotonic() + 0.2 + _timer.LINGER + 2
     while _timer_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _timer_threads()
