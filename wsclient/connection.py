@@ -34,6 +34,7 @@ __all__ = ["WebSocketConnection"]
 logger = logging.getLogger("wsclient.connection")
 
 _RECV_SIZE = 1 << 16
+_WRITE_BATCH = 1 << 18
 # After a short read the next one asks for this much: an idle connection blocked in recv()
 # then holds a small buffer instead of 64 KiB.
 _SMALL_RECV_SIZE = 1 << 12
@@ -189,22 +190,42 @@ class WebSocketConnection(EventEmitter):
     def _write(self, data: bytes | list[bytes]) -> None:
         """Write under the send lock (held by the caller)."""
         try:
-            if type(data) is bytes:
+            if isinstance(data, bytes):
                 self._sock.sendall(data)
             elif len(data) == 1:
                 self._sock.sendall(data[0])
             else:
+                # Many frames (a fragmented message): a few large writes, not one a frame.
+                batch: list[bytes] = []
+                size = 0
                 for chunk in data:
-                    self._sock.sendall(chunk)
+                    batch.append(chunk)
+                    size += len(chunk)
+                    if size >= _WRITE_BATCH:
+                        self._sock.sendall(b"".join(batch))
+                        batch = []
+                        size = 0
+                if batch:
+                    self._sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
         except OSError as exc:
-            self._abort_socket()
-            raise ConnectionClosedError(1006, "", f"connection lost while sending: {exc}") from exc
+            raise self._send_failed(exc) from exc
+
+    def _send_failed(self, exc: OSError) -> ConnectionClosedError:
+        """A write failed: the connection is lost; the reader ends it."""
+        self._abort_socket()
+        return ConnectionClosedError(1006, "", f"connection lost while sending: {exc}")
 
     def _closed_error(self) -> ConnectionClosed:
+        """The exception for an operation on a closed (or closing) connection."""
         code = self.close_code
-        if code is None:
-            sent = self._protocol.close_sent
-            code, reason = self._drop or sent or (1006, "")
+        if code is None:  # not finished yet: say what is known
+            proto = self._protocol
+            if self._drop is not None:
+                code, reason = self._drop
+            elif proto.failure is not None:
+                code, reason = proto.failure.code, str(proto.failure)
+            else:
+                code, reason = proto.close_received or proto.close_sent or (1006, "")
             return closed_exception(code, reason)
         return closed_exception(code, self.close_reason or "")
 
@@ -217,13 +238,21 @@ class WebSocketConnection(EventEmitter):
             ConnectionClosed: the close frame was already sent or received.
             TypeError: ``data`` is neither str nor bytes-like.
         """
-        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+        t = type(data)
+        if t is not str and t is not bytes and not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes-like data, not {type(data).__name__}")
         with self._send_lock:
             proto = self._protocol
             if proto.close_sent is not None or self._finished:
                 raise self._closed_error()
-            self._write(proto.encode_message(data))
+            frames = proto.encode_message(data)
+            if type(frames) is bytes:
+                try:
+                    self._sock.sendall(frames)
+                except OSError as exc:
+                    raise self._send_failed(exc) from exc
+            else:
+                self._write(frames)
 
     def send_text(self, text: str) -> None:
         """Send ``text`` as a text message (``sendUTF`` in the seed)."""
@@ -346,8 +375,8 @@ class WebSocketConnection(EventEmitter):
                     self._unpark()
                     return None
             if len(events) > 1:
-                q.extend(events[1:])
-            return events[0]  # type: ignore[no-any-return]
+                q.extend(events[1:])  # type: ignore[arg-type]  # all str/bytes (checked above)
+            return events[0]  # type: ignore[return-value]
 
     def _unpark(self) -> None:
         self._park_until = 0.0
@@ -358,9 +387,14 @@ class WebSocketConnection(EventEmitter):
         q = self._queue
         cond = self._cond
         deadline = None if timeout is None else time.monotonic() + timeout
+        proto = self._protocol
         with cond:
             while not q:
-                if self._finished:
+                if self._finished or (
+                    proto.close_received is not None and proto.close_sent is not None
+                ):
+                    # Closed, or both close frames exchanged: nothing more can arrive
+                    # (the TCP close finishes in the background, within close_timeout).
                     raise self._closed_error()
                 if deadline is None:
                     self._waiting = True
@@ -713,8 +747,12 @@ class WebSocketConnection(EventEmitter):
             elif t is Close:
                 logger.debug("peer closed: %s %r", ev.code, ev.reason)
                 self._closing = True
+                if self._drop is None and self._protocol.failure is None:
+                    self.close_code, self.close_reason = ev.code, ev.reason
                 self._flush_protocol()
                 self._arm_close_timer()  # for the TCP close, even if no echo was due
+                with self._cond:
+                    self._cond.notify_all()  # a waiting recv() can raise now
             elif t is Failure:
                 logger.debug("protocol failure: %s", ev.error)
                 self._closing = True

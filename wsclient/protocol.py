@@ -119,6 +119,10 @@ class Protocol:
         self._out: list[bytes] = []
         self._key_pool = b""
         self._key_pos = 1024
+        # Largest message encode_message() serialises on its short path (one frame, 7-bit
+        # length, masked, uncompressed); -1 turns the short path off.
+        small = min(125, fragmentation_threshold or 125)
+        self._small_max = small if mask and deflate is None else -1
         # Frame being collected in chunks: [first_byte, opcode, length, got, chunks]
         self._collect: list[Any] | None = None
         # Partial UTF-8 check of an incomplete text frame: (frame start offset key, decoder, checked)
@@ -439,10 +443,11 @@ class Protocol:
             return encode_header(first, len(payload), key) + mask_payload(payload, key)
         return encode_header(first, len(payload), None) + bytes(payload)
 
-    def encode_message(self, data: str | bytes | bytearray | memoryview) -> list[bytes]:
-        """Frames (serialised) for one whole message: text for ``str``, else binary.
+    def encode_message(self, data: str | bytes | bytearray | memoryview) -> bytes | list[bytes]:
+        """The serialised frames of one whole message: text for ``str``, else binary.
 
         Compresses when permessage-deflate is on and fragments past the threshold.
+        Returns one ``bytes`` for a single frame, else the list of frames.
         """
         if isinstance(data, str):
             opcode = 1
@@ -450,23 +455,41 @@ class Protocol:
         else:
             opcode = 2
             payload = data if type(data) is bytes else bytes(data)
+        n = len(payload)
+        if n <= self._small_max:
+            # The common small message: header, key and masked payload in one expression.
+            pos = self._key_pos
+            if pos >= 1024:
+                self._key_pool = os.urandom(1024)
+                pos = 0
+            self._key_pos = pos + 4
+            key = self._key_pool[pos : pos + 4]
+            if not n:
+                return bytes((0x80 | opcode, 0x80)) + key
+            return (
+                bytes((0x80 | opcode, 0x80 | n))
+                + key
+                + (
+                    int.from_bytes(payload, "little")
+                    ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
+                ).to_bytes(n, "little")
+            )
         rsv1 = False
         if self.deflate is not None:
             compressed = self.deflate.compress(payload)
             if compressed is not None:
                 payload = compressed
                 rsv1 = True
+                n = len(payload)
         limit = self.fragmentation_threshold
-        n = len(payload)
         if limit is None or n <= limit:
-            return [self._encode(opcode, payload, True, rsv1)]
+            return self._encode(opcode, payload, True, rsv1)
         out = []
         view = memoryview(payload)
         start = 0
         while start < n:
             stop = start + limit
-            last = stop >= n
-            out.append(self._encode(opcode if start == 0 else 0, view[start:stop], last, rsv1 and start == 0))
+            out.append(self._encode(opcode if start == 0 else 0, view[start:stop], stop >= n, rsv1 and start == 0))
             start = stop
         return out
 

@@ -199,8 +199,17 @@ def test_encode_message_fragments_and_masks() -> None:
     decoded = [unmask_client(f) for f in frames]
     assert [d[0] for d in decoded] == [0x01, 0x00, 0x80]
     assert b"".join(d[1] for d in decoded) == b"0123456789abcdefghij!"
-    (single,) = Protocol().encode_message(b"\x00\x01")
+    single = Protocol().encode_message(b"\x00\x01")
+    assert isinstance(single, bytes)
     assert unmask_client(single) == (0x82, b"\x00\x01")
+    for size in (0, 1, 5, 125, 126, 1000):
+        for data in ("é" * (size // 2), bytes(range(256)) * 4):
+            data = data[:size]
+            encoded = Protocol().encode_message(data)
+            assert isinstance(encoded, bytes)
+            first, payload = unmask_client(encoded)
+            raw = data.encode() if isinstance(data, str) else data
+            assert first == (0x81 if isinstance(data, str) else 0x82) and payload == raw
 
 
 def test_encode_frame_checks_control_frames() -> None:
