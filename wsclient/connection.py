@@ -127,6 +127,7 @@ class WebSocketConnection(EventEmitter):
         self._park_until = 0.0
         self._pending: list[list[Any]] = []  # batches read by a consumer, for the reader
         self._recv_size = _SMALL_RECV_SIZE
+        self._after_big = False
         self._start_lock = threading.Lock()
         self._reader_state = 0  # 0: not started, 1: started, 2: never (closed inline)
         self._opened = False  # _start() was called
@@ -360,7 +361,7 @@ class WebSocketConnection(EventEmitter):
                 if left <= 0 or not _readable(sock, left):
                     raise TimeoutError(f"no message within {timeout} seconds")
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = self._read_chunk()
             except OSError:
                 data = b""
             if not data:  # EOF or error: the reader thread reads it again and finishes
@@ -684,21 +685,32 @@ class WebSocketConnection(EventEmitter):
         finally:
             self._finish(error)
 
-    def _read_once(self) -> None:
-        """One blocking read on the reader thread (``_rlock`` held)."""
+    def _read_chunk(self) -> bytes:
+        """One read from the socket, sized for what the protocol expects (``_rlock`` held)."""
         sock = self._sock
         proto = self._protocol
         pending = proto.pending_bytes
         if pending > _RECV_SIZE:
             if self._direct and proto.pending_whole:
                 # The rest of a large frame in one read, without Python in between.
-                data = sock.recv(pending, socket.MSG_WAITALL)
-            else:
-                data = sock.recv(min(pending, _BIG_RECV_SIZE))
-        else:
-            size = self._recv_size
-            data = sock.recv(size)
-            self._recv_size = _RECV_SIZE if len(data) == size else _SMALL_RECV_SIZE
+                self._after_big = True
+                return sock.recv(pending, socket.MSG_WAITALL)  # type: ignore[no-any-return]
+            return sock.recv(min(pending, _BIG_RECV_SIZE))  # type: ignore[no-any-return]
+        if self._after_big and proto.idle:
+            # After a large frame, read only the next header (at most 10 bytes from a
+            # server): if another large frame follows, its payload then arrives in one
+            # piece that becomes the message without being copied.
+            self._after_big = False
+            return sock.recv(10)  # type: ignore[no-any-return]
+        size = self._recv_size
+        data: bytes = sock.recv(size)
+        self._recv_size = _RECV_SIZE if len(data) == size else _SMALL_RECV_SIZE
+        return data
+
+    def _read_once(self) -> None:
+        """One blocking read on the reader thread (``_rlock`` held)."""
+        proto = self._protocol
+        data = self._read_chunk()
         if not data:
             proto.receive_eof()
             return

@@ -178,6 +178,11 @@ class Protocol:
         return opcode != 1 or bool(c[0] & 0x40) or (c[1] == 0 and self._msg_compressed)
 
     @property
+    def idle(self) -> bool:
+        """No partial frame is buffered: the next byte read starts a frame."""
+        return not self._buf and self._collect is None
+
+    @property
     def pending_bytes(self) -> int:
         """How many payload bytes the frame being collected still needs (0 if none)."""
         c = self._collect
@@ -227,7 +232,7 @@ class Protocol:
                     self._probe = None
                 probed = True
                 if length >= _COLLECT_THRESHOLD:
-                    self._collect = [b0, b0 & 0x0F, length, end - hp, [buf[hp:end]]]
+                    self._collect = [b0, b0 & 0x0F, length, end - hp, [buf[hp:end]] if end > hp else []]
                     self._probe_partial(b0, buf, hp, end)
                     self._buf = b""
                     return
@@ -268,7 +273,8 @@ class Protocol:
         c[4].append(data[:need] if len(data) > need else data)
         self._collect = None
         self._probe = None
-        payload = b"".join(c[4])
+        # One chunk (the whole payload read at once) is used as it is, without a copy.
+        payload = c[4][0] if len(c[4]) == 1 else b"".join(c[4])
         self._frame(c[0], payload, events)
         return data[need:]
 
