@@ -320,7 +320,9 @@ class ClientHandshake:
         deflate = None
         extensions = parse_extension_header(h.get_all("Sec-WebSocket-Extensions"))
         for name, params in extensions:
-            if name.lower() == "permessage-deflate" and self.deflate is not None and deflate is None:
+            if name.lower() == "permessage-deflate" and self.deflate is not None:
+                if deflate is not None:
+                    raise HandshakeError("the response names permessage-deflate more than once")
                 deflate = self.deflate.accept(params)
             else:
                 raise HandshakeError(f"the server accepted extension {name!r}, which was not offered")

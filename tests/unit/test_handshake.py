@@ -150,3 +150,10 @@ def test_headers_mapping() -> None:
     h = Headers([("Set-Cookie", "a"), ("set-cookie", "b"), ("X", "1")])
     assert h["SET-COOKIE"] == "a, b" and h.get_all("set-cookie") == ["a", "b"]
     assert len(h) == 2 and "x" in h and list(h) == ["Set-Cookie", "X"]
+
+
+def test_duplicate_deflate_in_the_response() -> None:
+    hs = make(deflate=DeflateOptions())
+    hs.receive_data(ok_response(hs, "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n"))
+    with pytest.raises(HandshakeError, match="more than once"):
+        hs.validate()

@@ -157,7 +157,7 @@ def test_message_limit_is_checked_at_header_time() -> None:
 
 def test_invalid_utf8_fails_fast_inside_an_incomplete_frame() -> None:
     p = Protocol()
-    payload = "valid".encode() + b"\xed\xa0\x80" + b"x" * 1000  # a surrogate: invalid
+    payload = b"valid" + b"\xed\xa0\x80" + b"x" * 1000  # a surrogate: invalid
     data = frame(1, payload)
     events = p.receive_data(data[:12])  # header + 'valid' + the bad bytes, far from the end
     assert failure_code(events) == 1007
