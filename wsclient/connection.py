@@ -35,6 +35,7 @@ logger = logging.getLogger("wsclient.connection")
 
 _RECV_SIZE = 1 << 16
 _WRITE_BATCH = 1 << 18
+_IOV_BATCH = 64  # pieces per sendmsg() call (well under IOV_MAX)
 # After a short read the next one asks for this much: an idle connection blocked in recv()
 # then holds a small buffer instead of 64 KiB.
 _SMALL_RECV_SIZE = 1 << 12
@@ -47,6 +48,23 @@ _LAZY_START = 0.01
 # Queued after the messages that preceded a protocol failure (see _handle).
 _FAIL_MARK: Any = object()
 _BIG_RECV_SIZE = 1 << 22
+
+
+def _sendmsg_all(sock: socket.socket, pieces: list[bytes]) -> None:
+    """Write every piece, in order, with as few ``sendmsg`` calls as the kernel allows."""
+    views = [memoryview(p) for p in pieces]
+    i = 0
+    count = len(views)
+    while i < count:
+        sent = sock.sendmsg(views[i : i + _IOV_BATCH])
+        while sent:
+            size = len(views[i])
+            if sent >= size:
+                sent -= size
+                i += 1
+            else:
+                views[i] = views[i][sent:]
+                sent = 0
 
 
 def _readable(sock: Any, timeout: float) -> bool:
@@ -195,8 +213,12 @@ class WebSocketConnection(EventEmitter):
                 self._sock.sendall(data)
             elif len(data) == 1:
                 self._sock.sendall(data[0])
+            elif self._direct:
+                # Many pieces (a fragmented message) on a plain socket: scatter-gather
+                # writes, no copy into one buffer.
+                _sendmsg_all(self._sock, data)
             else:
-                # Many frames (a fragmented message): a few large writes, not one a frame.
+                # Many pieces on a TLS stream: a few large writes, not one a frame.
                 batch: list[bytes] = []
                 size = 0
                 for chunk in data:

@@ -453,7 +453,8 @@ class Protocol:
         """The serialised frames of one whole message: text for ``str``, else binary.
 
         Compresses when permessage-deflate is on and fragments past the threshold.
-        Returns one ``bytes`` for a single frame, else the list of frames.
+        Returns one ``bytes`` for a single frame, else a list of pieces (each frame's
+        header, then its payload) to be written in order.
         """
         if isinstance(data, str):
             opcode = 1
@@ -490,12 +491,24 @@ class Protocol:
         limit = self.fragmentation_threshold
         if limit is None or n <= limit:
             return self._encode(opcode, payload, True, rsv1)
+        # Fragmented: header and masked payload of each frame as separate pieces, in order,
+        # so that the connection can hand them to sendmsg() without concatenating them.
         out = []
         view = memoryview(payload)
         start = 0
+        first = opcode | (0x40 if rsv1 else 0)
         while start < n:
             stop = start + limit
-            out.append(self._encode(opcode if start == 0 else 0, view[start:stop], stop >= n, rsv1 and start == 0))
+            chunk = view[start:stop]
+            b0 = first | (0x80 if stop >= n else 0)
+            if self.mask:
+                key = self._mask_key()
+                out.append(encode_header(b0, len(chunk), key))
+                out.append(mask_payload(chunk, key))
+            else:
+                out.append(encode_header(b0, len(chunk), None))
+                out.append(bytes(chunk))
+            first = 0
             start = stop
         return out
 

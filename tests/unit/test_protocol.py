@@ -195,7 +195,9 @@ def test_eof() -> None:
 
 def test_encode_message_fragments_and_masks() -> None:
     p = Protocol(fragmentation_threshold=10)
-    frames = p.encode_message("0123456789abcdefghij!")
+    pieces = p.encode_message("0123456789abcdefghij!")
+    assert isinstance(pieces, list) and len(pieces) == 6  # header, payload, ... per frame
+    frames = [pieces[i] + pieces[i + 1] for i in range(0, len(pieces), 2)]
     decoded = [unmask_client(f) for f in frames]
     assert [d[0] for d in decoded] == [0x01, 0x00, 0x80]
     assert b"".join(d[1] for d in decoded) == b"0123456789abcdefghij!"
