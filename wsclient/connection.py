@@ -419,16 +419,18 @@ class WebSocketConnection(EventEmitter):
                     # Closed, or both close frames exchanged: nothing more can arrive
                     # (the TCP close finishes in the background, within close_timeout).
                     raise self._closed_error()
-                if deadline is None:
-                    self._waiting = True
-                    cond.wait()
-                else:
+                left = None
+                if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         self._waiting = False
                         raise TimeoutError(f"no message within {timeout} seconds")
-                    self._waiting = True
-                    cond.wait(left)
+                self._waiting = True
+                if self._park_until:
+                    # This consumer waits for the reader thread: it must not stay parked.
+                    self._park_until = 0.0
+                    cond.notify_all()
+                cond.wait(left)
             self._waiting = False
             msg = q.popleft()
             if self._reader_blocked:
@@ -691,9 +693,12 @@ class WebSocketConnection(EventEmitter):
                 if self._park_until > time.monotonic() and not self._closing:
                     with self._cond:
                         left = self._park_until - time.monotonic()
-                        if left > 0 and not self._pending and not self._closing:
+                        # Never park while a consumer waits for this thread to read.
+                        park = left > 0 and not self._pending and not self._closing and not self._waiting
+                        if park:
                             self._cond.wait(left)
-                    continue
+                    if park:
+                        continue
                 with self._rlock:
                     if self._pending:
                         continue
@@ -821,9 +826,12 @@ class WebSocketConnection(EventEmitter):
         q = self._queue
         q.extend(messages)
         if self._waiting:
-            if self._direct:  # the consumer is active: let it read the next ones itself
-                self._park_until = time.monotonic() + _PARK
             with self._cond:
+                # The waiting consumer is served; while it is active, it reads the next
+                # messages itself and this thread stays off the socket.
+                self._waiting = False
+                if self._direct:
+                    self._park_until = time.monotonic() + _PARK
                 self._cond.notify()
         if len(q) >= self._max_queue and not self._closing:
             with self._cond:
