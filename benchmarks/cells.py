@@ -8,14 +8,22 @@ and every client, so that all libraries move exactly the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CELLS",
+    "COMPRESSION_CELLS",
+    "COMPRESSION_LIBRARIES",
+    "DEFAULT_CELLS",
+    "DEFLATE",
     "LIBRARIES",
     "REFERENCE",
     "Cell",
     "X",
     "binary_payload",
+    "json_pool",
+    "message_pool",
+    "split_variant",
     "text_payload",
 ]
 
@@ -23,6 +31,10 @@ __all__ = [
 LIBRARIES = ("websocket-client", "websockets", "wsclient")
 #: Every ratio is taken against this library's result in the same round.
 REFERENCE = "websocket-client"
+#: Libraries measured in the compression cells (websocket-client has no permessage-deflate).
+COMPRESSION_LIBRARIES = ("websockets", "wsclient")
+#: Suffix of a library's name for its run with permessage-deflate negotiated.
+DEFLATE = "+deflate"
 
 MIB = 1 << 20
 #: The multiplication sign of the report, spelled out so that the source stays ASCII-clean.
@@ -54,6 +66,13 @@ class Cell:
     big: bool = False
     #: Extra pseudo-libraries measured in this cell (``raw``: a plain socket baseline).
     extras: tuple[str, ...] = ()
+    #: Where the messages come from: ``fixed`` (one payload of ``size`` bytes, repeated),
+    #: ``json`` (a cycle of distinct ~``size``-byte JSON records, see :func:`json_pool`) or
+    #: ``jsonl`` (a cycle of distinct ``size``-byte texts of JSON lines).
+    payload: str = "fixed"
+    #: A compression cell: every library runs once with permessage-deflate negotiated
+    #: (``<lib>+deflate``) and once with ``compression=None``, against the same server.
+    compression: bool = False
 
     def n(self, quick: bool) -> int:
         """The message (or connection) count to use."""
@@ -79,8 +98,22 @@ CELLS: dict[str, Cell] = {
              1000, 100, "same", f"≥ 1.0{X}"),
         Cell("idle-200", "200 idle open connections", "idle", "text", 0,
              200, 200, "same", "≤ 24 KiB, 1 thread / conn"),
+        # Issue 4: the cost of permessage-deflate (opt-in: ``run.py --compression``).
+        Cell("recv-json-z", f"receive 100k {X} ~200-byte JSON text", "recv", "text", 200,
+             100_000, 10_000, "split", "", payload="json", compression=True),
+        Cell("send-json-z", f"send 100k {X} ~200-byte JSON text", "send", "text", 200,
+             100_000, 10_000, "split", "", payload="json", compression=True),
+        Cell("recv-1m-z", f"receive 64 {X} 1 MiB JSON-lines text", "recv", "text", MIB,
+             64, 8, "split", "", payload="jsonl", compression=True),
+        Cell("send-1m-z", f"send 64 {X} 1 MiB JSON-lines text", "send", "text", MIB,
+             64, 8, "split", "", payload="jsonl", compression=True),
     )
 }
+
+#: The compression cells, run only when named or with ``run.py --compression``.
+COMPRESSION_CELLS = tuple(name for name, cell in CELLS.items() if cell.compression)
+#: What ``run.py`` runs without ``--cells``.
+DEFAULT_CELLS = tuple(name for name, cell in CELLS.items() if not cell.compression)
 
 # Mixed 1-, 2-, 3- and 4-byte UTF-8 sequences, so that validation cannot take an ASCII
 # fast path.
@@ -106,3 +139,72 @@ def binary_payload(size: int) -> bytes:
     block = bytes((i * 31 + 7) & 0xFF for i in range(4096))
     whole, rest = divmod(size, len(block))
     return block * whole + block[:rest]
+
+
+def split_variant(lib: str) -> tuple[str, bool]:
+    """``"wsclient+deflate"`` -> ``("wsclient", True)``; ``"wsclient"`` -> ``("wsclient", False)``."""
+    if lib.endswith(DEFLATE):
+        return lib[: -len(DEFLATE)], True
+    return lib, False
+
+
+#: Distinct messages in a ``json`` cycle: 4096 x ~200 bytes (~800 KiB) is far more history than
+#: deflate's 32 KiB window, so cycling looks to the compressor like an endless stream.
+JSON_POOL = 4096
+#: Distinct messages in a ``jsonl`` cycle (1 MiB each, also far past the window).
+JSONL_POOL = 8
+
+_SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "EUR-USD", "GBP-JPY", "AAPL", "MSFT", "NVDA")
+_KINDS = ("trade", "quote", "order", "cancel", "fill")
+_VENUES = ("alpha", "bravo", "charlie", "delta")
+
+
+def _record(i: int) -> str:
+    """The ``i``-th JSON record (~200 bytes, ASCII): fixed keys, pseudo-random values."""
+    h = (i * 2654435761 + 97) & 0xFFFFFFFF  # Knuth's multiplicative hash: same in every process
+    g = (h * 40503 + i) & 0xFFFFFF
+    return (
+        f'{{"id":{1_000_000 + i},"type":"{_KINDS[h % 5]}","symbol":"{_SYMBOLS[(h >> 3) % 8]}",'
+        f'"price":{(h % 5_000_000) / 100:.2f},"qty":{(g % 100_000) / 10_000:.4f},'
+        f'"side":"{"buy" if h & 1 else "sell"}","venue":"{_VENUES[(h >> 7) % 4]}",'
+        f'"ts":"2026-11-25T21:{(i // 60_000) % 60:02d}:{(i // 1000) % 60:02d}.{i % 1000:03d}Z",'
+        f'"user":"u-{g % 100_000:05d}","flags":["{"maker" if g & 2 else "taker"}",'
+        f'"{"ioc" if g & 4 else "gtc"}"]}}'
+    )
+
+
+def json_pool(size: int) -> list[str]:
+    """The ``json`` cycle: :data:`JSON_POOL` distinct records, each padded to ~``size`` bytes."""
+    out = []
+    for i in range(JSON_POOL):
+        record = _record(i)
+        pad = size - len(record) - len(',"note":""}') + 1
+        if pad > 0:
+            record = record[:-1] + ',"note":"' + "n" * (pad - 1 + (i % 16)) + '"}'
+        out.append(record)
+    return out
+
+
+def _jsonl(index: int, size: int) -> str:
+    """One ``size``-byte text of newline-separated JSON records (records differ per index)."""
+    lines: list[str] = []
+    used = 0
+    i = index * 1_000_003
+    while used < size:
+        line = _record(i) + "\n"
+        lines.append(line)
+        used += len(line)
+        i += 1
+    return "".join(lines)[:size]
+
+
+def message_pool(cell: Cell) -> list[Any]:
+    """The distinct messages of a cell, sent in order and cycled: message ``k`` is
+    ``pool[k % len(pool)]``. ``str`` for text cells, ``bytes`` for binary ones."""
+    if cell.payload == "json":
+        return list(json_pool(cell.size))
+    if cell.payload == "jsonl":
+        return [_jsonl(k, cell.size) for k in range(JSONL_POOL)]
+    if cell.opcode == "text":
+        return [text_payload(cell.size)]
+    return [binary_payload(cell.size)]

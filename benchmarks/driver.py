@@ -3,9 +3,12 @@
 Every library gets the same work through the same loop; only opening a connection differs
 (see ``OPENERS``). Each library runs with its defaults, except that the size limits are raised
 for the 16 MiB cells and compression is switched off where a library offers it by default (the
-server never accepts it anyway). The result is printed as one ``RESULT {json}`` line.
+server does not accept it for those cells anyway). With ``--compress`` (the compression cells)
+the library offers permessage-deflate with its default settings instead, and the driver fails
+unless the server accepted it. The result is printed as one ``RESULT {json}`` line.
 
     python -m benchmarks.driver --lib wsclient --cell recv-16 --url ws://127.0.0.1:PORT/
+    python -m benchmarks.driver --lib wsclient --compress --cell recv-json-z --url ...
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.cells import CELLS, Cell, binary_payload, text_payload
+from benchmarks.cells import CELLS, Cell, binary_payload, message_pool, text_payload
 
 __all__ = ["OPENERS", "Conn", "main"]
 
@@ -41,41 +44,47 @@ class Conn:
     send_binary: Callable[[bytes], Any]
     recv: Callable[[], Any]
     close: Callable[[], Any]
+    #: The negotiated extensions as the library reports them ("" for none).
+    extensions: str = ""
 
 
-def open_websocket_client(url: str, big: bool) -> Conn:
+def open_websocket_client(url: str, big: bool, compress: bool = False) -> Conn:
     """websocket-client: ``websocket.create_connection`` (no size limits, no compression)."""
     import websocket
 
+    if compress:
+        raise ValueError("websocket-client has no permessage-deflate")
     ws = websocket.create_connection(url)
     return Conn(ws.send, ws.send_binary, ws.recv, ws.close)
 
 
-def open_websockets(url: str, big: bool) -> Conn:
-    """websockets: ``websockets.sync.client.connect``, compression off."""
+def open_websockets(url: str, big: bool, compress: bool = False) -> Conn:
+    """websockets: ``websockets.sync.client.connect``, compression off unless ``compress``."""
     from websockets.sync.client import connect
 
     # legacy=True: the historical direct-return behaviour, without websockets 17's warning.
-    options: dict[str, Any] = {"compression": None, "legacy": True}
+    options: dict[str, Any] = {"compression": "deflate" if compress else None, "legacy": True}
     if big:
         options["max_size"] = BIG_LIMIT
     ws = connect(url, **options)
-    return Conn(ws.send, ws.send, ws.recv, ws.close)
+    extensions = ", ".join(repr(e) for e in ws.protocol.extensions)
+    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions)
 
 
-def open_wsclient(url: str, big: bool) -> Conn:
-    """wsclient: ``wsclient.connect`` (API.md), compression off."""
+def open_wsclient(url: str, big: bool, compress: bool = False) -> Conn:
+    """wsclient: ``wsclient.connect`` (API.md), compression off unless ``compress``."""
     import wsclient
 
-    options: dict[str, Any] = {"compression": None}
+    options: dict[str, Any] = {"compression": "deflate" if compress else None}
     if big:
         options["max_received_frame_size"] = BIG_LIMIT
         options["max_received_message_size"] = BIG_LIMIT
     ws = wsclient.connect(url, **options)
-    return Conn(ws.send, ws.send, ws.recv, ws.close)
+    extensions = ", ".join(repr(e) for e in ws.extensions)
+    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions)
 
 
-OPENERS: dict[str, Callable[[str, bool], Conn]] = {
+OPENERS: dict[str, Callable[..., Conn]] = {
     "websocket-client": open_websocket_client,
     "websockets": open_websockets,
     "wsclient": open_wsclient,
@@ -179,6 +188,46 @@ def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
         raise AssertionError(f"expected 'done', got {reply!r}")
     conn.close()
     return {"messages": n, "payload_bytes": n * cell.size}
+
+
+def _pool(cell: Cell) -> tuple[list[Any], list[int]]:
+    """The cell's cycled messages and their sizes in bytes (UTF-8 for text)."""
+    pool = message_pool(cell)
+    return pool, [len(m.encode("utf-8")) if isinstance(m, str) else len(m) for m in pool]
+
+
+def cell_recv_pool(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
+    """Like :func:`cell_recv` for a cycled pool of messages (the compression cells)."""
+    pool, sizes = _pool(cell)
+    expected = pool[(n - 1) % len(pool)]
+    recv = conn.recv
+    message = None
+    clock.start()
+    conn.send_text("go")
+    for _ in range(n):
+        message = recv()
+    clock.stop()
+    if message != expected:
+        raise AssertionError(f"last message differs: {type(message).__name__}")
+    conn.close()
+    return {"messages": n, "payload_bytes": sum(sizes[k % len(pool)] for k in range(n))}
+
+
+def cell_send_pool(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
+    """Like :func:`cell_send` for a cycled pool; the server checks the total size it got."""
+    pool, sizes = _pool(cell)
+    messages = [pool[k % len(pool)] for k in range(n)]
+    send = conn.send_text if cell.opcode == "text" else conn.send_binary
+    recv = conn.recv
+    clock.start()
+    for message in messages:
+        send(message)
+    reply = recv()
+    clock.stop()
+    if reply != "done":
+        raise AssertionError(f"expected 'done', got {reply!r}")
+    conn.close()
+    return {"messages": n, "payload_bytes": sum(sizes[k % len(pool)] for k in range(n))}
 
 
 def cell_echo(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
@@ -293,11 +342,25 @@ def cell_raw(cell: Cell, n: int, url: str, clock: _Clock) -> dict[str, Any]:
     return {"messages": n, "payload_bytes": n * cell.size}
 
 
-def run(lib: str, cell: Cell, url: str, n: int, profile: str | None) -> dict[str, Any]:
-    """Run one cell with one library; the result dict is what ``RESULT`` prints."""
+def run(lib: str, cell: Cell, url: str, n: int, profile: str | None,
+        compress: bool = False) -> dict[str, Any]:
+    """Run one cell with one library; the result dict is what ``RESULT`` prints.
+
+    ``compress``: offer permessage-deflate (the compression cells); the result then records
+    what was negotiated, and a connection without it is an error.
+    """
     clock = _Clock(profile)
     if lib == "raw":
         result = cell_raw(cell, n, url, clock)
+    elif cell.payload != "fixed":
+        conn = OPENERS[lib](url, cell.big, compress=compress)
+        if bool(conn.extensions) != compress:
+            conn.close()
+            raise AssertionError(f"compression {'not ' if compress else ''}negotiated: "
+                                 f"{conn.extensions or 'no extensions'}")
+        body = {"recv": cell_recv_pool, "send": cell_send_pool}[cell.kind]
+        result = body(cell, n, conn, clock)
+        result["extensions"] = conn.extensions
     else:
         opener = OPENERS[lib]
         if cell.kind == "idle":
@@ -322,11 +385,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, help="override the cell's count")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", help="write merged cProfile stats of all threads here")
+    parser.add_argument("--compress", action="store_true",
+                        help="offer permessage-deflate (compression cells only)")
     args = parser.parse_args(argv)
     cell = CELLS[args.cell]
     n = args.count or cell.n(args.quick)
     try:
-        result = run(args.lib, cell, args.url, n, args.profile)
+        if args.compress and not cell.compression:
+            raise ValueError(f"--compress needs a compression cell, not {cell.name}")
+        result = run(args.lib, cell, args.url, n, args.profile, args.compress)
     except Exception as exc:  # reported to the runner, which keeps going
         sys.stdout.write("ERROR " + json.dumps(f"{type(exc).__name__}: {exc}") + "\n")
         sys.stdout.flush()

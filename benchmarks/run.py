@@ -2,7 +2,7 @@
 
     python -m benchmarks.run [--rounds 3] [--quick] [--cells recv-16,echo-16]
                              [--libs websocket-client,websockets,wsclient]
-                             [--out docs/benchmarks-results.md]
+                             [--compression] [--out docs/benchmarks-results.md]
 
 Each measurement is a fresh server process and a fresh driver process. Throughput cells put
 the client on one core and the server on another (``taskset -c 0`` / ``-c 1``); latency cells
@@ -11,6 +11,11 @@ every library once (A B C, then B C A, C A B ...: interleaved, and no library al
 first). A cell's figure is the median over rounds of the ratio
 to websocket-client within the same round; absolute numbers and the server's CPU are reported
 beside it. Progress goes to stderr; the table to ``--out`` (and stdout).
+
+The compression cells of issue 4 (``*-z``; named in ``--cells`` or all added by
+``--compression``) run websockets and wsclient only, each twice per round: with
+permessage-deflate negotiated (``<lib>+deflate``) and with ``compression=None``. Their figure
+is the ratio compressed / uncompressed for the same library in the same round.
 """
 
 from __future__ import annotations
@@ -31,7 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cells import CELLS, LIBRARIES, REFERENCE, Cell, X
+from benchmarks.cells import (
+    CELLS,
+    COMPRESSION_CELLS,
+    COMPRESSION_LIBRARIES,
+    DEFAULT_CELLS,
+    DEFLATE,
+    LIBRARIES,
+    REFERENCE,
+    Cell,
+    X,
+    split_variant,
+)
 
 __all__ = ["Measurement", "main", "render"]
 
@@ -81,8 +97,13 @@ class Runner:
 
     def _server_argv(self, cell: Cell, n: int) -> list[str]:
         mode = {"connect": "handshake"}.get(cell.kind, cell.kind)
-        return [sys.executable, "-m", "benchmarks.server", "--mode", mode,
+        argv = [sys.executable, "-m", "benchmarks.server", "--mode", mode,
                 "--opcode", cell.opcode, "--size", str(cell.size), "--count", str(n)]
+        if cell.payload != "fixed":
+            argv += ["--payload", cell.payload]
+        if cell.compression:  # the same server for both runs: the client's offer decides
+            argv.append("--deflate")
+        return argv
 
     def measure(self, rnd: int, cell: Cell, lib: str) -> Measurement:
         """Start a server, run one driver against it, stop the server."""
@@ -98,8 +119,11 @@ class Runner:
                 m.error = "server did not start"
                 return m
             url = f"ws://127.0.0.1:{int(line.split()[1])}/"
-            argv = [sys.executable, "-m", "benchmarks.driver", "--lib", lib,
+            base, compress = split_variant(lib)
+            argv = [sys.executable, "-m", "benchmarks.driver", "--lib", base,
                     "--cell", cell.name, "--url", url, "--count", str(n)]
+            if compress:
+                argv.append("--compress")
             if self.profile_dir is not None:
                 argv += ["--profile", str(self.profile_dir / f"{lib}-{cell.name}.prof")]
             command = self._pinned(self.client_cpu, argv)
@@ -197,11 +221,85 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def compression_variants(libs: list[str]) -> list[str]:
+    """What a compression cell runs: each compressing library plain, then ``+deflate``."""
+    return [lib + suffix for lib in libs if lib in COMPRESSION_LIBRARIES for suffix in ("", DEFLATE)]
+
+
+def _wire(m: Measurement) -> int | None:
+    """Bytes on the wire in the payload's direction after the handshake (server's count)."""
+    if not m.server:
+        return None
+    key = "bytes_written" if CELLS[m.cell].kind == "recv" else "bytes_read"
+    return m.server.get(key)
+
+
+def _compression_ratios(ms: list[Measurement], cell: str, lib: str, key: str) -> list[float]:
+    """Per round: ``lib+deflate`` / ``lib`` (> 1: compression costs more) for ``key``:
+    ``elapsed``, ``cpu`` or ``wire``."""
+    rounds: dict[int, dict[str, float]] = {}
+    for m in ms:
+        if m.cell != cell or not m.result.get("elapsed"):
+            continue
+        value = _wire(m) if key == "wire" else m.result.get(key)
+        if value:
+            rounds.setdefault(m.round, {})[m.lib] = value
+    return [r[lib + DEFLATE] / r[lib] for r in rounds.values() if lib in r and lib + DEFLATE in r]
+
+
+def _render_compression(ms: list[Measurement], cells: list[Cell], meta: dict[str, Any]) -> list[str]:
+    """The compression cells: absolute numbers per variant, then the deflate / plain ratios."""
+    if not cells:
+        return []
+    variants = compression_variants(meta["libs"])
+    by = _by(ms)
+    lines = ["", ("### Compression: permessage-deflate vs `compression=None`, same library "
+                  "(median over rounds; spread = (max - min) / median)"), "",
+             ("| cell | library | compression | time (s) | spread | messages/s | MiB/s payload | "
+              "wire MiB | payload / wire | client CPU (s) | server CPU (% of client time) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        for variant in variants:
+            got = [m for m in by.get((cell.name, variant), []) if m.result.get("elapsed")]
+            if not got:
+                continue
+            lib, compress = split_variant(variant)
+            times = [m.result["elapsed"] for m in got]
+            elapsed = _median(times)
+            spread = f"{100 * (max(times) - min(times)) / elapsed:.0f} %" if len(times) > 1 else "—"
+            count = got[0].result["messages"]
+            payload = got[0].result["payload_bytes"]
+            wires = [w for w in (_wire(m) for m in got) if w]
+            wire = _median([float(w) for w in wires]) if wires else 0.0
+            wire_s = f"{wire / MIB:.1f}" if wire else "—"
+            shrink = f"{payload / wire:.2f}{X}" if wire else "—"
+            cpu = _median([m.result["cpu"] for m in got if "cpu" in m.result])
+            server = _median([100 * m.server.get("cpu", 0.0) / m.result["elapsed"]
+                              for m in got if m.server])
+            lines.append(f"| {cell.title} | {lib} | {'deflate' if compress else 'none'} | "
+                         f"{elapsed:.3f} | {spread} | {count / elapsed:,.0f} | "
+                         f"{payload / elapsed / MIB:.1f} | {wire_s} | {shrink} | {cpu:.3f} | "
+                         f"{server:.0f} % |")
+    libs = [lib for lib in meta["libs"] if lib in COMPRESSION_LIBRARIES]
+    lines += ["", (f"#### Cost of compression: deflate / none, same library, same round "
+                   f"(median, min{DASH}max; above 1{X} compression is slower)"), "",
+              "| cell | library | time | client CPU | bytes on the wire |",
+              "|---|---|---|---|---|"]
+    for cell in cells:
+        for lib in libs:
+            row = [_fmt_ratio(_compression_ratios(ms, cell.name, lib, key))
+                   for key in ("elapsed", "cpu", "wire")]
+            if any(r != "—" for r in row):
+                lines.append(f"| {cell.title} | {lib} | " + " | ".join(row) + " |")
+    return lines
+
+
 def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
     """The Markdown report: ratios, absolute numbers, idle memory, errors."""
     libs: list[str] = meta["libs"]
     others = [lib for lib in libs if lib != REFERENCE]
-    cells = [CELLS[c] for c in meta["cells"]]
+    all_cells = [CELLS[c] for c in meta["cells"]]
+    cells = [c for c in all_cells if not c.compression]
     by = _by(ms)
     lines = [
         (f"Measured {meta['date']} on {meta['machine']}; Python {meta['python']}; "
@@ -209,12 +307,15 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
         (f"{meta['rounds']} interleaved round(s){', quick counts' if meta['quick'] else ''}; "
          f"pinning: {meta['pinning']}; load average before/after: "
          f"{meta['load_before']} / {meta['load_after']}; wall time {meta['wall']:.0f} s."),
-        "",
-        f"### Ratio to {REFERENCE} (same round; median, with min{DASH}max over rounds)",
-        "",
-        "| cell | target (wsclient) | " + " | ".join(others) + " |",
-        "|---|---|" + "---|" * len(others),
     ]
+    if any(c.kind != "idle" for c in cells):
+        lines += [
+            "",
+            f"### Ratio to {REFERENCE} (same round; median, with min{DASH}max over rounds)",
+            "",
+            "| cell | target (wsclient) | " + " | ".join(others) + " |",
+            "|---|---|" + "---|" * len(others),
+        ]
     for cell in cells:
         if cell.kind == "idle":
             continue
@@ -226,7 +327,7 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
             lines.append(f"| … as % of a raw socket (raw = "
                          f"{_fmt_ratio(_ratios(ms, cell.name, 'raw', REFERENCE))}) | ≥ 90 % | "
                          + " | ".join(raw_row) + " |")
-    if any(m.result.get("cpu") for m in ms):
+    if any(m.result.get("cpu") for m in ms if not CELLS[m.cell].compression):
         lines += ["", f"### Ratio of client CPU time to {REFERENCE} (same round; median, "
                       f"min{DASH}max): less disturbed by other load on the machine, blind to "
                       "waiting", "",
@@ -251,10 +352,11 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
                 threads = _median([r["threads_per_conn"] for r in idle_results])
                 lines.append(f"| {cell.title} | {lib} | {rss:.1f} | {traced:.1f} | "
                              f"{threads:.2f} |")
-    lines += ["", "### Absolute numbers (median over rounds; spread = (max - min) / median)", "",
-              ("| cell | library | time (s) | spread | messages/s | MiB/s | µs / message | "
-               "client CPU (s) | server CPU (% of client time) |"),
-              "|---|---|---|---|---|---|---|---|---|"]
+    if cells:
+        lines += ["", "### Absolute numbers (median over rounds; spread = (max - min) / median)", "",
+                  ("| cell | library | time (s) | spread | messages/s | MiB/s | µs / message | "
+                   "client CPU (s) | server CPU (% of client time) |"),
+                  "|---|---|---|---|---|---|---|---|---|"]
     for cell in cells:
         if cell.kind == "idle":
             continue
@@ -274,6 +376,7 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
             cpu = f"{_median(cpus):.3f}" if cpus else "—"
             lines.append(f"| {cell.title} | {lib} | {elapsed:.3f} | {spread} | {count / elapsed:,.0f} | "
                          f"{mib} | {1e6 * elapsed / count:.1f} | {cpu} | {server:.0f} % |")
+    lines += _render_compression(ms, [c for c in all_cells if c.compression], meta)
     errors = [m for m in ms if m.error]
     if errors:
         lines += ["", "### Errors", ""]
@@ -286,8 +389,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="scaled-down counts (smoke test)")
-    parser.add_argument("--cells", default=",".join(CELLS),
+    parser.add_argument("--cells", default=",".join(DEFAULT_CELLS),
                         help="comma-separated, from: " + ", ".join(CELLS))
+    parser.add_argument("--compression", action="store_true",
+                        help="add the compression cells: " + ", ".join(COMPRESSION_CELLS))
     parser.add_argument("--libs", default=",".join(LIBRARIES),
                         help=f"comma-separated; {REFERENCE} is added (the reference) unless profiling")
     parser.add_argument("--count", type=int, help="override every cell's count (profiling)")
@@ -305,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     cells = [c for c in args.cells.split(",") if c]
+    if args.compression:
+        cells += [c for c in COMPRESSION_CELLS if c not in cells]
     unknown = [c for c in cells if c not in CELLS]
     if unknown:
         parser.error(f"unknown cell(s): {', '.join(unknown)}")
@@ -328,7 +435,12 @@ def main(argv: list[str] | None = None) -> None:
     for rnd in range(1, args.rounds + 1):
         for name in cells:
             cell = CELLS[name]
-            order = [*libs, *[e for e in cell.extras if e in extras]]
+            if cell.compression:
+                order = compression_variants(libs)
+                if not order:
+                    continue
+            else:
+                order = [*libs, *[e for e in cell.extras if e in extras]]
             # Rotate the order every round, so that no library always runs first.
             shift = (rnd - 1) % len(order)
             for lib in order[shift:] + order[:shift]:
@@ -342,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     summary = (f"{m.result['elapsed']:.3f} s, server CPU "
                                f"{m.server.get('cpu', 0.0):.3f} s")
-                sys.stderr.write(f"round {rnd} {name:9} {lib:17} {summary}\n")
+                sys.stderr.write(f"round {rnd} {name:11} {lib:18} {summary}\n")
                 sys.stderr.flush()
     meta = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),

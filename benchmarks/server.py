@@ -1,8 +1,8 @@
 """A loopback WebSocket server whose own cost is close to zero.
 
 Raw sockets, no framework: it completes the opening handshake itself (``Sec-WebSocket-Accept``;
-it never negotiates an extension or a subprotocol, so compression stays off for every client),
-then serves one of these modes:
+it never negotiates a subprotocol, and an extension only with ``--deflate``, so compression
+stays off for every client of the issue-5 cells), then serves one of these modes:
 
 ``recv``
     wait for the client's first message (``go``), then write ``count`` frames that were
@@ -17,12 +17,22 @@ then serves one of these modes:
 ``idle``
     like ``handshake``, one thread per connection, for many open connections at once.
 
+With ``--deflate`` (the compression cells of issue 4) the server accepts a client's
+permessage-deflate offer (RFC 7692) and then, in ``recv`` mode, writes messages that were
+compressed once, in order, by one zlib compressor with a sync flush per message (context
+takeover, as both libraries negotiate by default; the ``00 00 ff ff`` tail stripped, RSV1
+set); in ``send`` mode it unmasks and inflates every message and checks the total inflated
+size before it answers ``done``. A client that offers nothing gets the plain frames. With
+``--payload json`` / ``jsonl`` the messages are the cycled pool of ``cells.message_pool``
+instead of one repeated payload.
+
 Every mode answers pings and answers the client's close frame with a close frame (1000) and
 then closes TCP, as a server should. The server serves connections until it receives SIGTERM,
 then prints one ``STATS {json}`` line with its own CPU time, so a server-bound cell is visible.
 On start it prints ``PORT <n>``.
 
     python -m benchmarks.server --mode recv --opcode text --size 16 --count 100000
+    python -m benchmarks.server --mode send --size 200 --count 100000 --payload json --deflate
 """
 
 from __future__ import annotations
@@ -37,9 +47,13 @@ import socket
 import sys
 import threading
 import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
-from benchmarks.cells import binary_payload, text_payload
+from benchmarks.cells import Cell, binary_payload, message_pool, text_payload
 
 __all__ = ["main", "serialize_frame"]
 
@@ -49,6 +63,8 @@ RECV_BUFFER = 1 << 20
 SMALL_BUFFER = 16 << 10
 #: Serialised frames are grouped into write chunks of about this size.
 CHUNK = 1 << 20
+#: The empty stored block that ends a sync-flushed message (RFC 7692 section 7.2.1).
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
 def serialize_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
@@ -72,6 +88,50 @@ def _unmask(mask: bytes, data: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
+@dataclass(frozen=True)
+class _Deflate:
+    """The permessage-deflate parameters agreed with one client (RFC 7692)."""
+
+    #: Our compression window (``server_max_window_bits`` if the client asked, else 15).
+    window_bits: int = 15
+    #: Compress every message on its own (the client offered ``server_no_context_takeover``).
+    no_context_takeover: bool = False
+
+
+def _negotiate(offers: str) -> tuple[_Deflate, str] | None:
+    """Accept the first permessage-deflate offer of a ``Sec-WebSocket-Extensions`` value.
+
+    Returns the agreed parameters and the response's header value, or ``None`` if there is
+    no offer we can accept. The answer echoes ``server_no_context_takeover``,
+    ``client_no_context_takeover`` and ``server_max_window_bits`` when offered; it leaves out
+    ``client_max_window_bits``, so the client keeps its own window (we inflate with 15 bits,
+    which reads any smaller window).
+    """
+    for offer in offers.split(","):
+        name, *raw_params = [part.strip() for part in offer.split(";")]
+        if name.lower() != "permessage-deflate":
+            continue
+        params: dict[str, str | None] = {}
+        for param in raw_params:
+            key, eq, value = param.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"') if eq else None
+        answer = ["permessage-deflate"]
+        bits = 15
+        no_takeover = "server_no_context_takeover" in params
+        if no_takeover:
+            answer.append("server_no_context_takeover")
+        if "client_no_context_takeover" in params:
+            answer.append("client_no_context_takeover")
+        if "server_max_window_bits" in params:
+            wanted = params["server_max_window_bits"]
+            if wanted is None or not wanted.isdigit() or not 8 <= int(wanted) <= 15:
+                continue
+            bits = int(wanted)
+            answer.append(f"server_max_window_bits={bits}")
+        return _Deflate(bits, no_takeover), "; ".join(answer)
+    return None
+
+
 class _Stop(Exception):
     """Raised from the SIGTERM handler to leave the accept loop."""
 
@@ -85,6 +145,10 @@ class _Peer:
         self.view = memoryview(self.buf)
         self.start = 0
         self.end = 0
+        #: Bytes received after the opening handshake (the compression cells' wire size).
+        self.received = 0
+        #: What permessage-deflate was agreed in :meth:`handshake` (``None``: not in use).
+        self.deflate: _Deflate | None = None
 
     def fill(self) -> bool:
         """Read more bytes after the unread ones; False on EOF."""
@@ -104,10 +168,17 @@ class _Peer:
         except ConnectionError:
             return False
         self.end += n
+        self.received += n
         return n > 0
 
-    def handshake(self) -> bool:
-        """Read the upgrade request and answer 101; False if the client went away."""
+    def handshake(self, deflate: bool = False,
+                  prepare: Callable[[_Deflate | None], None] | None = None) -> bool:
+        """Read the upgrade request and answer 101; False if the client went away.
+
+        ``deflate``: accept a permessage-deflate offer (then :attr:`deflate` is set).
+        ``prepare``: called with the agreed parameters before the 101 goes out, so that work
+        which depends on them is done while the client still waits in its ``connect()``.
+        """
         while True:
             at = self.buf.find(b"\r\n\r\n", 0, self.end)
             if at >= 0:
@@ -116,17 +187,30 @@ class _Peer:
                 return False
         request = bytes(self.buf[:at]).decode("latin-1")
         self.start = at + 4
+        self.received = self.end - self.start
         key = ""
+        offers: list[str] = []
         for line in request.split("\r\n")[1:]:
             name, _, value = line.partition(":")
             if name.strip().lower() == "sec-websocket-key":
                 key = value.strip()
+            elif name.strip().lower() == "sec-websocket-extensions":
+                offers.append(value.strip())
         accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode()
+        extension = b""
+        if deflate and offers:
+            agreed = _negotiate(", ".join(offers))
+            if agreed is not None:
+                self.deflate, answer = agreed
+                extension = b"Sec-WebSocket-Extensions: " + answer.encode("ascii") + b"\r\n"
+        if prepare is not None:
+            prepare(self.deflate)
         self.sock.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\n"
             b"Upgrade: websocket\r\n"
             b"Connection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n\r\n"
+            b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n"
+            + extension + b"\r\n"
         )
         return True
 
@@ -219,6 +303,78 @@ class _Peer:
                 skip = length - rest
                 self.start = self.end
 
+    def serve_inflate(self, expect: int, expect_bytes: int) -> None:
+        """``send`` mode with permessage-deflate: inflate every message, then answer.
+
+        Every data frame is buffered whole, unmasked and, for a message whose first frame has
+        RSV1, fed to one inflater (client context takeover: one stream for the connection).
+        After ``expect`` messages the server sends ``done`` if the inflated sizes add up to
+        ``expect_bytes``, else ``bad <got> != <expected>``. Then it walks frames until the
+        client's close, like :meth:`serve`.
+        """
+        buf = self.buf
+        sock = self.sock
+        inflater = zlib.decompressobj(-15)
+        messages = 0
+        total = 0
+        compressed = False
+        while True:
+            start = self.start
+            avail = self.end - start
+            if avail < 2:
+                if not self.fill():
+                    return
+                continue
+            b0 = buf[start]
+            b1 = buf[start + 1]
+            length = b1 & 0x7F
+            hlen = 2
+            if length == 126:
+                hlen = 4
+            elif length == 127:
+                hlen = 10
+            if b1 & 0x80:
+                hlen += 4
+            if avail < hlen:
+                if not self.fill():
+                    return
+                continue
+            if length == 126:
+                length = (buf[start + 2] << 8) | buf[start + 3]
+            elif length == 127:
+                length = int.from_bytes(buf[start + 2:start + 10], "big")
+            if avail < hlen + length:
+                if not self.fill():
+                    return
+                continue
+            body = start + hlen
+            data = bytes(buf[body:body + length])
+            if b1 & 0x80:
+                data = _unmask(bytes(buf[body - 4:body]), data)
+            self.start = body + length
+            opcode = b0 & 0x0F
+            if opcode == 8:
+                self._close()
+                return
+            if opcode == 9:
+                sock.sendall(serialize_frame(10, data))
+                continue
+            if opcode >= 8:
+                continue
+            if opcode:  # the first frame of a message
+                compressed = bool(b0 & 0x40)
+            if compressed:
+                total += len(inflater.decompress(data))
+                if b0 & 0x80:
+                    total += len(inflater.decompress(DEFLATE_TAIL))
+            else:
+                total += length
+            if b0 & 0x80:
+                messages += 1
+                if messages == expect:
+                    reply = b"done" if total == expect_bytes else f"bad {total} != {expect_bytes}".encode()
+                    sock.sendall(serialize_frame(1, reply))
+
     def _close(self) -> None:
         try:
             self.sock.sendall(CLOSE_1000)
@@ -238,6 +394,9 @@ class _Stats:
         self.last_wall = 0.0
         self.connections = 0
         self.bytes_written = 0
+        self.bytes_read = 0
+        #: CPU spent preparing payloads after a handshake (compression cells), not counted.
+        self.excluded = 0.0
 
     def begin(self) -> None:
         with self.lock:
@@ -245,22 +404,28 @@ class _Stats:
                 self.first_cpu = time.process_time()
                 self.first_wall = time.perf_counter()
 
-    def end(self, written: int = 0) -> None:
+    def exclude(self, seconds: float) -> None:
+        with self.lock:
+            self.excluded += seconds
+
+    def end(self, written: int = 0, read: int = 0) -> None:
         cpu = time.process_time()
         with self.lock:
             self.connections += 1
             self.last_cpu = max(self.last_cpu, cpu)
             self.last_wall = time.perf_counter()
             self.bytes_written += written
+            self.bytes_read += read
 
     def as_dict(self) -> dict[str, object]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = 0.0 if self.first_cpu is None else self.last_cpu - self.first_cpu
+        cpu = 0.0 if self.first_cpu is None else self.last_cpu - self.first_cpu - self.excluded
         return {
             "cpu": cpu,
-            "wall": self.last_wall - self.first_wall,
+            "wall": self.last_wall - self.first_wall - self.excluded,
             "connections": self.connections,
             "bytes_written": self.bytes_written,
+            "bytes_read": self.bytes_read,
             "maxrss_kib": usage.ru_maxrss,
         }
 
@@ -278,6 +443,51 @@ def _build_chunks(opcode: int, payload: bytes, count: int) -> list[tuple[bytes, 
     return chunks
 
 
+def _pool_cell(args: argparse.Namespace) -> Cell:
+    """A stand-in cell that tells ``cells.message_pool`` which payloads to build."""
+    return Cell("server", "", args.mode, args.opcode, args.size, args.count, args.count,
+                "split", "", payload=args.payload)
+
+
+def _encoded_pool(args: argparse.Namespace) -> list[bytes]:
+    return [m.encode("utf-8") if isinstance(m, str) else m for m in message_pool(_pool_cell(args))]
+
+
+def _build_stream(opcode: int, pool: list[bytes], count: int,
+                  deflate: _Deflate | None) -> list[tuple[bytes, int]]:
+    """``count`` frames of the cycled ``pool`` in write chunks of about :data:`CHUNK`.
+
+    With ``deflate``, one compressor runs over the whole sequence in order (a sync flush
+    per message, or a full flush without context takeover), so the frames are exactly what a
+    compressing server would send on this connection.
+    """
+    compressor: Any = None
+    flush = zlib.Z_SYNC_FLUSH
+    if deflate is not None:
+        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
+                                      -max(deflate.window_bits, 9))
+        if deflate.no_context_takeover:
+            flush = zlib.Z_FULL_FLUSH
+    chunks: list[tuple[bytes, int]] = []
+    pending: list[bytes] = []
+    size = 0
+    for k in range(count):
+        payload = pool[k % len(pool)]
+        if compressor is None:
+            frame = serialize_frame(opcode, payload)
+        else:
+            data = compressor.compress(payload) + compressor.flush(flush)
+            frame = serialize_frame(0x40 | opcode, data[:-4])  # RSV1, without 00 00 ff ff
+        pending.append(frame)
+        size += len(frame)
+        if size >= CHUNK:
+            chunks.append((b"".join(pending), 1))
+            pending, size = [], 0
+    if pending:
+        chunks.append((b"".join(pending), 1))
+    return chunks
+
+
 def _handle(sock: socket.socket, args: argparse.Namespace, stats: _Stats,
             chunks: list[tuple[bytes, int]]) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -285,10 +495,28 @@ def _handle(sock: socket.socket, args: argparse.Namespace, stats: _Stats,
     written = 0
     small = args.mode in ("handshake", "idle", "echo")
     peer = _Peer(sock, SMALL_BUFFER if small else RECV_BUFFER)
-    try:
-        if not peer.handshake():
-            return
+    want = 0
+
+    def prepare(deflate: _Deflate | None) -> None:
+        # Payloads that depend on the negotiation are built per connection, before the 101
+        # (the client's connect() is not timed); that CPU is left out of the server's figure.
+        nonlocal chunks, want
+        cpu0 = time.process_time()
+        pool = _encoded_pool(args)
         if args.mode == "recv":
+            opcode = 1 if args.opcode == "text" else 2
+            chunks = _build_stream(opcode, pool, args.count, deflate)
+        else:
+            want = sum(len(pool[k % len(pool)]) for k in range(args.count))
+        stats.exclude(time.process_time() - cpu0)
+
+    lazy = args.mode in ("recv", "send") and not chunks and (args.deflate or args.payload != "fixed")
+    try:
+        if not peer.handshake(deflate=args.deflate, prepare=prepare if lazy else None):
+            return
+        if args.mode == "send" and peer.deflate is not None:
+            peer.serve_inflate(args.count, want)
+        elif args.mode == "recv":
             peer.serve(until_first=True)
             sendall = sock.sendall
             for chunk, times in chunks:
@@ -306,7 +534,7 @@ def _handle(sock: socket.socket, args: argparse.Namespace, stats: _Stats,
         pass
     finally:
         sock.close()
-        stats.end(written)
+        stats.end(written, peer.received)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,10 +547,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--payload", choices=("fixed", "json", "jsonl"), default="fixed",
+                        help="one repeated payload, or a cycled pool (cells.message_pool)")
+    parser.add_argument("--deflate", action="store_true",
+                        help="accept permessage-deflate when the client offers it")
     args = parser.parse_args(argv)
 
     chunks: list[tuple[bytes, int]] = []
-    if args.mode == "recv":
+    if args.mode == "recv" and args.payload == "fixed" and not args.deflate:
         if args.opcode == "text":
             chunks = _build_chunks(1, text_payload(args.size).encode("utf-8"), args.count)
         else:
