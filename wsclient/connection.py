@@ -2,9 +2,15 @@
 
 This is the only module that owns threads (with :mod:`wsclient._timer`). The reader thread
 reads the socket, feeds :class:`~wsclient.protocol.Protocol`, writes what the protocol
-answers by itself (close echo, close after a failure), then dispatches events *outside* any
-lock. Sends from any thread go through one send lock, so the frames of one message never
-interleave with another's.
+answers by itself (close echo, close after a failure) and dispatches events. Sends from any
+thread go through one send lock, so the frames of one message never interleave with
+another's.
+
+Reading the socket and feeding the protocol happen under ``_rlock``. On a plain socket a
+consumer waiting in ``recv()`` takes it and reads directly while the reader thread parks
+(``_PARK``), which saves a thread hand-off per message; anything but plain messages is handed
+back to the reader thread (``_pending``), so listeners only ever run there. The reader never
+parks while a consumer waits for it.
 """
 
 from __future__ import annotations
