@@ -44,7 +44,7 @@ _WRITE_BATCH = 1 << 18
 _IOV_BATCH = 64  # pieces per sendmsg() call (well under IOV_MAX)
 # After a short read the next one asks for this much: an idle connection blocked in recv()
 # then holds a small buffer instead of 64 KiB.
-_SMALL_RECV_SIZE = 1 << 12
+_SMALL_RECV_SIZE = 1 << 10
 # While the application is receiving, the reader thread leaves the socket to it for this
 # long (see recv()): pings and the peer's close are then handled at most this late when
 # nobody is in recv().
@@ -132,9 +132,7 @@ class WebSocketConnection(EventEmitter):
         self._max_queue = config.max_queue
         self._closing = False  # close()/drop() called or the peer closed: no back-pressure
         self._finished = False  # the reader ended; close_code is set
-        self._done = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
+        self._paused = False  # pause() called: the reader waits on _cond
         self._message_listeners: list[Any] = []
         self._drop: tuple[int, str] | None = None
         self._close_timer: _timer.Timer | None = None
@@ -358,7 +356,7 @@ class WebSocketConnection(EventEmitter):
             and not self._pending
             and not self._message_listeners
             and not self._closing
-            and self._running.is_set()
+            and not self._paused
             and self._rlock.acquire(blocking=False)
         ):
             try:
@@ -465,14 +463,25 @@ class WebSocketConnection(EventEmitter):
                     return
                 raise
 
+    def _unpause(self) -> None:
+        if self._paused:
+            with self._cond:
+                self._paused = False
+                self._cond.notify_all()
+
+    def _wait_unpaused(self) -> None:
+        with self._cond:
+            while self._paused and not self._closing:
+                self._cond.wait()
+
     def pause(self) -> None:
         """Stop reading from the socket (the server sees TCP back-pressure)."""
-        self._running.clear()
+        self._paused = True
         self._ensure_reader()
 
     def resume(self) -> None:
         """Restart reading after :meth:`pause`."""
-        self._running.set()
+        self._unpause()
 
     # ------------------------------------------------------------------ closing
 
@@ -509,11 +518,11 @@ class WebSocketConnection(EventEmitter):
                     return
             # This thread keeps the close_timeout itself (no timer round trip).
             self._send_close(code, reason, arm_timer=False)
-            if not self._done.wait(self._config.close_timeout):
+            self._reader.join(self._config.close_timeout)
+            if self._reader.is_alive():
                 logger.debug("no close from the peer within close_timeout: closing the socket")
                 self._abort_socket()
-                self._done.wait()
-            self._reader.join()
+                self._reader.join()
 
     def _close_inline(self, code: int, reason: str) -> None:
         """The closing handshake on the caller's thread, for a connection whose reader
@@ -551,7 +560,7 @@ class WebSocketConnection(EventEmitter):
 
     def _send_close(self, code: int | None, reason: str, *, arm_timer: bool = True) -> None:
         self._closing = True
-        self._running.set()  # a paused reader must read the answer
+        self._unpause()  # a paused reader must read the answer
         with self._cond:
             self._cond.notify_all()  # a reader blocked on a full queue goes on reading
         with self._send_lock:
@@ -613,7 +622,7 @@ class WebSocketConnection(EventEmitter):
             finally:
                 self._send_lock.release()
         self._abort_socket()
-        self._running.set()
+        self._unpause()
         if self._reader_state == 0:
             with self._start_lock:
                 inline = self._reader_state == 0
@@ -689,8 +698,8 @@ class WebSocketConnection(EventEmitter):
                     if events:
                         self._handle(events)
             while not proto.eof:
-                if not self._running.is_set():
-                    self._running.wait()
+                if self._paused:
+                    self._wait_unpaused()
                 if self._pending:
                     with self._rlock:
                         while self._pending:
@@ -747,8 +756,8 @@ class WebSocketConnection(EventEmitter):
         if not data:
             proto.receive_eof()
             return
-        if not self._running.is_set():  # paused while blocked in recv: hold the data
-            self._running.wait()
+        if self._paused:  # paused while blocked in recv: hold the data
+            self._wait_unpaused()
         events = proto.receive_data(data)
         if events:
             # Output only comes with a Close or Failure event, and _handle decides
@@ -872,5 +881,4 @@ class WebSocketConnection(EventEmitter):
         if error is not None:
             self._emit("error", error)
         self._emit("close", code, reason)
-        self._done.set()
         logger.debug("connection closed: %s %r", code, reason)
