@@ -1,0 +1,125 @@
+"""The threading model: the lazily started reader, direct reads in recv(), and closes.
+
+These tests assert behaviour (which thread did what, what reached the peer), never timings
+beyond generous upper bounds that only catch hangs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import wsclient
+from tests.integration.rawserver import (
+    Op,
+    build_frame,
+    expect_close,
+    send,
+    send_close,
+    serve_until_close,
+    sleep,
+)
+
+
+def _readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("wsclient-reader")]
+
+
+def test_open_and_close_at_once_starts_no_reader_thread(raw_server: Any) -> None:
+    server = raw_server([serve_until_close()])
+    started_before = {t.ident for t in _readers()}
+    ws = wsclient.connect(server.url(), ping_interval=None)
+    ws.close()
+    server.join()
+    assert ws.close_code == 1000
+    assert {t.ident for t in _readers()} <= started_before
+    assert ws._reader.ident is None  # the close ran on this thread
+
+
+def test_an_unused_connection_still_answers_pings(raw_server: Any) -> None:
+    """The reader starts shortly after the opening even if the application never reads."""
+    got_pong = threading.Event()
+
+    def step(conn: Any) -> None:
+        conn.send(build_frame(Op.PING, b"are you there"))
+        frame = conn.read_frame(5)
+        if frame is not None and frame.opcode == Op.PONG and frame.payload == b"are you there":
+            got_pong.set()
+
+    server = raw_server([step, serve_until_close()])
+    with wsclient.connect(server.url(), ping_interval=None):
+        assert got_pong.wait(5)
+    server.join()
+
+
+def test_recv_in_order_with_control_frames_in_between(raw_server: Any) -> None:
+    """Messages read directly by the consumer and control frames handed to the reader
+    thread keep their order; listeners run on the reader thread."""
+    script = []
+    for i in range(200):
+        script.append(send(build_frame(Op.TEXT, f"m{i}")))
+        if i % 7 == 0:
+            script.append(send(build_frame(Op.PING, f"p{i}")))
+        if i % 50 == 0:
+            script.append(sleep(0.02))  # let the consumer catch up and read directly
+    server = raw_server([*script, serve_until_close()])
+    ping_threads: list[str] = []
+    with wsclient.connect(server.url(), ping_interval=None) as ws:
+        ws.on("ping", lambda data, cancel: ping_threads.append(threading.current_thread().name))
+        got = [ws.recv(timeout=5) for _ in range(200)]
+    server.join()
+    assert got == [f"m{i}" for i in range(200)]
+    assert ping_threads and all(name.startswith("wsclient-reader") for name in ping_threads)
+    pongs = [f.payload for f in server.connection.frames if f.opcode == Op.PONG]
+    assert pongs == [f"p{i}".encode() for i in range(0, 200, 7)]
+
+
+def test_echo_loop_then_peer_close(raw_server: Any) -> None:
+    """Request/response traffic (the direct-read path) followed by a close from the peer."""
+
+    def step(conn: Any) -> None:
+        for _ in range(300):
+            frame = conn.read_frame(5)
+            assert frame is not None and frame.opcode == Op.TEXT
+            conn.send(build_frame(Op.TEXT, frame.payload))
+        conn.send(build_frame(Op.CLOSE, b"\x03\xe8bye"))
+
+    server = raw_server([step, expect_close(1000)])
+    with wsclient.connect(server.url(), ping_interval=None) as ws:
+        for i in range(300):
+            ws.send(f"q{i}")
+            assert ws.recv(timeout=5) == f"q{i}"
+        started = time.monotonic()
+        try:
+            ws.recv(timeout=5)
+            raise AssertionError("recv() returned after the peer's close")
+        except wsclient.ConnectionClosedOK as exc:
+            assert exc.code == 1000 and exc.reason == "bye"
+        assert time.monotonic() - started < 4  # raised on the close frame, not on a timeout
+    server.join()
+
+
+def test_inline_close_honours_close_timeout(raw_server: Any) -> None:
+    """A peer that never answers the close: an unused connection's inline close gives up
+    after close_timeout with 1006."""
+    server = raw_server([sleep(3)])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=0.3)
+    started = time.monotonic()
+    ws.close()
+    assert time.monotonic() - started < 2.5
+    assert ws.close_code == 1006
+    assert not ws.connected
+
+
+def test_peer_close_frame_then_silence_does_not_block_recv(raw_server: Any) -> None:
+    server = raw_server([send_close(1001, "going"), sleep(2)])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=1)
+    started = time.monotonic()
+    try:
+        ws.recv(timeout=5)
+        raise AssertionError("recv() returned a message")
+    except wsclient.ConnectionClosedOK as exc:
+        assert exc.code == 1001
+    assert time.monotonic() - started < 0.9  # before close_timeout ran out
+    ws.close()
