@@ -242,19 +242,21 @@ class WebSocketConnection(EventEmitter):
         self._abort_socket()
         return ConnectionClosedError(1006, "", f"connection lost while sending: {exc}")
 
+    def _close_status(self, default: tuple[int, str]) -> tuple[int, str]:
+        """(code, reason) the connection ends with: the code given to drop(), the code
+        of a failure we detected, the peer's close frame, else ``default``."""
+        proto = self._protocol
+        if self._drop is not None:
+            return self._drop
+        if proto.failure is not None:
+            return proto.failure.code, str(proto.failure)
+        return proto.close_received or default
+
     def _closed_error(self) -> ConnectionClosed:
         """The exception for an operation on a closed (or closing) connection."""
-        code = self.close_code
-        if code is None:  # not finished yet: say what is known
-            proto = self._protocol
-            if self._drop is not None:
-                code, reason = self._drop
-            elif proto.failure is not None:
-                code, reason = proto.failure.code, str(proto.failure)
-            else:
-                code, reason = proto.close_received or proto.close_sent or (1006, "")
-            return closed_exception(code, reason)
-        return closed_exception(code, self.close_reason or "")
+        if self.close_code is None:  # not finished yet: say what is known
+            return closed_exception(*self._close_status(self._protocol.close_sent or (1006, "")))
+        return closed_exception(self.close_code, self.close_reason or "")
 
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
         """Send a message: text for ``str``, binary for bytes-like.
@@ -411,6 +413,8 @@ class WebSocketConnection(EventEmitter):
             self._cond.notify_all()
 
     def _recv_slow(self, timeout: float | None) -> str | bytes:
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("recv() cannot wait on the reader thread (it was called from a listener)")
         q = self._queue
         cond = self._cond
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -857,14 +861,7 @@ class WebSocketConnection(EventEmitter):
 
     def _finish(self, error: BaseException | None) -> None:
         proto = self._protocol
-        if self._drop is not None:
-            code, reason = self._drop
-        elif proto.failure is not None:
-            code, reason = proto.failure.code, str(proto.failure)
-        elif proto.close_received is not None:
-            code, reason = proto.close_received
-        else:
-            code, reason = 1006, ""
+        code, reason = self._close_status((1006, ""))
         self.close_code = code
         self.close_reason = reason
         proto.state = State.CLOSED

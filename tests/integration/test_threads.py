@@ -123,3 +123,28 @@ def test_peer_close_frame_then_silence_does_not_block_recv(raw_server: Any) -> N
         assert exc.code == 1001
     assert time.monotonic() - started < 0.9  # before close_timeout ran out
     ws.close()
+
+
+def test_recv_from_a_listener_raises_instead_of_hanging(raw_server: Any) -> None:
+    server = raw_server([send(build_frame(Op.TEXT, "one")), serve_until_close()])
+    errors: list[BaseException] = []
+    seen = threading.Event()
+    client = wsclient.WebSocketClient(ping_interval=None)
+
+    @client.on("connect")
+    def opened(connection: Any) -> None:  # listeners registered before anything is read
+        connection.on("error", errors.append)
+
+        @connection.on("message")
+        def on_message(data: Any) -> None:
+            try:
+                connection.recv(timeout=1)
+            finally:
+                seen.set()
+
+    ws = client.connect(server.url())
+    assert ws is not None
+    assert seen.wait(5)
+    ws.close()
+    server.join()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
