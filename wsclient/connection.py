@@ -512,14 +512,9 @@ class WebSocketConnection(EventEmitter):
         with self._close_lock:
             if self._finished:
                 return
-            if self._reader_state == 0:
-                with self._start_lock:
-                    inline = self._reader_state == 0
-                    if inline:
-                        self._reader_state = 2
-                if inline:
-                    self._close_inline(code, reason)
-                    return
+            if self._claim_inline_close():
+                self._close_inline(code, reason)
+                return
             # This thread keeps the close_timeout itself (no timer round trip).
             self._send_close(code, reason, arm_timer=False)
             self._reader.join(self._config.close_timeout)
@@ -527,6 +522,16 @@ class WebSocketConnection(EventEmitter):
                 logger.debug("no close from the peer within close_timeout: closing the socket")
                 self._abort_socket()
                 self._reader.join()
+
+    def _claim_inline_close(self) -> bool:
+        """True if the reader thread never started (and now never will): the caller then
+        closes on its own thread. Taking the lock also waits for a start in progress
+        on another thread, so that a False answer means the reader can be joined."""
+        with self._start_lock:
+            if self._reader_state == 0:
+                self._reader_state = 2
+                return True
+            return False
 
     def _close_inline(self, code: int, reason: str) -> None:
         """The closing handshake on the caller's thread, for a connection whose reader
@@ -627,14 +632,9 @@ class WebSocketConnection(EventEmitter):
                 self._send_lock.release()
         self._abort_socket()
         self._unpause()
-        if self._reader_state == 0:
-            with self._start_lock:
-                inline = self._reader_state == 0
-                if inline:
-                    self._reader_state = 2
-            if inline:
-                self._finish(None)
-                return
+        if self._claim_inline_close():
+            self._finish(None)
+            return
         if threading.current_thread() is not self._reader and self._reader.is_alive():
             self._reader.join()
 

@@ -10,8 +10,7 @@ import threading
 import time
 from typing import Any
 
-import wsclient
-from tests.integration.rawserver import (
+from rawserver import (
     Op,
     build_frame,
     expect_close,
@@ -20,6 +19,8 @@ from tests.integration.rawserver import (
     serve_until_close,
     sleep,
 )
+
+import wsclient
 
 
 def _readers() -> list[threading.Thread]:
