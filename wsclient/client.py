@@ -17,7 +17,7 @@ from typing import Any
 from .config import ClientConfig
 from .connection import WebSocketConnection
 from .events import EventEmitter
-from .exceptions import ConnectFailed, ConnectTimeout, InvalidStatus, WebSocketError
+from .exceptions import ConnectFailed, ConnectTimeout, InvalidStatus, InvalidURL, WebSocketError
 from .handshake import ClientHandshake
 from .protocol import Protocol
 from .transport import TransportOptions, open_stream, remaining, translate_error
@@ -28,6 +28,7 @@ __all__ = ["WebSocketClient"]
 logger = logging.getLogger("wsclient.client")
 
 DEFAULT_TIMEOUT = 10.0
+_ABORTED = "the connection attempt was aborted"
 
 _REQUEST_OPTION_KEYS = frozenset(
     {
@@ -113,8 +114,15 @@ class WebSocketClient(EventEmitter):
         unknown = set(ro) - _REQUEST_OPTION_KEYS
         if unknown:
             logger.debug("request_options keys not used by the transport: %s", sorted(unknown))
-        # Validate what the caller gave before anything runs, so mistakes raise here.
-        uri = parse_uri(url)
+        # A bad URL ends the opening like any other ConnectFailed: the event fires too.
+        try:
+            uri = parse_uri(url)
+        except InvalidURL as exc:
+            self._emit("connect_failed", exc)
+            if wait:
+                raise
+            return None
+        # Programming mistakes (bad header names or values) raise ValueError here.
         handshake = ClientHandshake(
             uri,
             subprotocols=list(protocols) if protocols is not None and not isinstance(protocols, str) else protocols,  # type: ignore[arg-type]
@@ -182,8 +190,10 @@ class WebSocketClient(EventEmitter):
                     raise
                 error = ConnectFailed(f"unexpected error while connecting: {exc!r}")
                 error.__cause__ = exc
-            if attempt.aborted and not isinstance(error, ConnectFailed):
-                error = ConnectFailed("the connection attempt was aborted")
+            if attempt.aborted and str(error) != _ABORTED:
+                # Whatever the aborted socket made the opening fail with, say why.
+                error = ConnectFailed(_ABORTED)
+                error.__cause__ = exc
             self._end(attempt)
             suppressed = isinstance(error, InvalidStatus) and self.listeners("http_response")
             if suppressed:
@@ -235,7 +245,7 @@ class WebSocketClient(EventEmitter):
 
         def check_abort() -> None:
             if attempt.aborted:
-                raise ConnectFailed("the connection attempt was aborted")
+                raise ConnectFailed(_ABORTED)
 
         check_abort()
         sock = open_stream(uri, options, deadline, on_socket=register)
@@ -247,8 +257,14 @@ class WebSocketClient(EventEmitter):
                 sock.sendall(handshake.request_bytes())
                 response = None
                 while response is None:
-                    sock.settimeout(remaining(deadline))
-                    data = sock.recv(65536)
+                    try:
+                        sock.settimeout(remaining(deadline))
+                        data = sock.recv(65536)
+                    except (TimeoutError, ConnectTimeout):
+                        if not handshake.has_head:
+                            raise
+                        # A non-101 whose body did not end in time: report what came.
+                        data = b""
                     check_abort()
                     response = handshake.receive_data(data) if data else handshake.receive_eof()
             except (OSError, ValueError) as exc:

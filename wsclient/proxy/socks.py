@@ -83,17 +83,17 @@ def open_socks_tunnel(
         opts.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
     logger.debug("SOCKS connect to %s:%d through %s", host, port, proxy)
     try:
-        sock = pysocks.create_connection(
+        sock = _socks_connect(
+            pysocks,
+            proxy,
             (host, port),
             timeout=left,
             source_address=getattr(options, "source_address", None),
             proxy_type=proxy_type,
-            proxy_addr=proxy.host,
-            proxy_port=proxy.port,
-            proxy_rdns=remote_dns,
-            proxy_username=proxy.username,
-            proxy_password=proxy.password if not is_socks4 else None,
+            remote_dns=remote_dns,
+            password=proxy.password if not is_socks4 else None,
             socket_options=opts,
+            on_socket=on_socket,
         )
     except pysocks.ProxyError as exc:
         raise _translate(pysocks, exc, proxy, host, port) from exc
@@ -114,6 +114,46 @@ def open_socks_tunnel(
     if on_socket is not None:
         on_socket(plain)
     return plain
+
+
+def _socks_connect(
+    pysocks: Any,
+    proxy: ProxyURL,
+    target: tuple[str, int],
+    *,
+    timeout: float,
+    source_address: tuple[str, int] | None,
+    proxy_type: int,
+    remote_dns: bool,
+    password: str | None,
+    socket_options: list[tuple[int, int, Any]],
+    on_socket: Callable[[Any], None] | None,
+) -> Any:
+    """PySocks' ``create_connection``, but each socket goes to ``on_socket`` before it
+    connects, so that ``abort()`` can shut it down during the SOCKS negotiation."""
+    error: BaseException | None = None
+    for family, kind, proto, _, _ in socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM):
+        sock = pysocks.socksocket(family, kind, proto)
+        try:
+            for level, name, value in socket_options:
+                sock.setsockopt(level, name, value)
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.set_proxy(proxy_type, proxy.host, proxy.port, remote_dns, proxy.username, password)
+            if on_socket is not None:
+                on_socket(sock)
+            sock.connect(target)
+            return sock
+        except (pysocks.ProxyError, OSError) as exc:
+            sock.close()
+            error = exc
+            if isinstance(exc, pysocks.ProxyError) and not isinstance(
+                getattr(exc, "socket_err", None), OSError
+            ):
+                raise  # the proxy answered: trying its other addresses would not help
+    assert error is not None
+    raise error
 
 
 def _translate(pysocks: Any, exc: BaseException, proxy: ProxyURL, host: str, port: int) -> ConnectFailed:

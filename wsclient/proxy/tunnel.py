@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connection import HTTPConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -351,27 +351,27 @@ def _socket_options(options: Any) -> list[tuple[int, int, Any]]:
     return opts
 
 
-def _open_proxy_socket(proxy: ProxyURL, deadline: float, options: Any) -> socket.socket:
-    """TCP (and TLS for ``https://``) to the proxy, through urllib3."""
+def _open_proxy_socket(
+    proxy: ProxyURL,
+    deadline: float,
+    options: Any,
+    on_socket: Callable[[Any], None] | None = None,
+) -> socket.socket:
+    """TCP to the proxy through urllib3, then TLS for ``https://`` proxies.
+
+    The TLS layer is added here rather than by urllib3's HTTPSConnection so that the TLS
+    socket can be handed to ``on_socket`` before its handshake (``abort()`` can then shut
+    it down; wrapping detaches the plain socket).
+    """
     timeout = _remaining(deadline, f"connecting to the proxy {proxy}")
     common: dict[str, Any] = {
         "timeout": timeout,
         "source_address": getattr(options, "source_address", None),
         "socket_options": _socket_options(options),
     }
-    conn: HTTPConnection
-    if proxy.is_tls:
-        conn = HTTPSConnection(
-            proxy.host,
-            proxy.port,
-            ssl_context=_proxy_ssl_context(options),
-            server_hostname=proxy.host,
-            **common,
-        )
-    else:
-        conn = HTTPConnection(proxy.host, proxy.port, **common)
+    conn = HTTPConnection(proxy.host, proxy.port, **common)
     try:
-        conn.connect()
+        return _connect_to_proxy(conn, proxy, deadline, options, on_socket)
     except NameResolutionError as exc:
         raise ProxyError(f"cannot resolve the proxy host {proxy.host!r}") from exc
     except NewConnectionError as exc:
@@ -393,10 +393,35 @@ def _open_proxy_socket(proxy: ProxyURL, deadline: float, options: Any) -> socket
         raise ProxyError(f"the TLS handshake with the proxy {proxy} failed: {exc.reason or exc}") from exc
     except (HTTPError, OSError) as exc:
         raise ProxyError(f"cannot connect to the proxy {proxy}: {exc}") from exc
-    sock = conn.sock
+
+
+def _connect_to_proxy(
+    conn: HTTPConnection,
+    proxy: ProxyURL,
+    deadline: float,
+    options: Any,
+    on_socket: Callable[[Any], None] | None,
+) -> socket.socket:
+    """The steps of :func:`_open_proxy_socket`; closes the socket if one fails."""
+    conn.connect()
+    sock: Any = conn.sock
     conn.sock = None  # the socket is ours now
     assert sock is not None
-    return sock
+    try:
+        if on_socket is not None:
+            on_socket(sock)
+        if proxy.is_tls:
+            sock = _proxy_ssl_context(options).wrap_socket(
+                sock, server_hostname=proxy.host, do_handshake_on_connect=False
+            )
+            if on_socket is not None:
+                on_socket(sock)
+            sock.settimeout(_remaining(deadline, f"connecting to the proxy {proxy}"))
+            sock.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return sock  # type: ignore[no-any-return]
 
 
 def _fail(proxy: ProxyURL, authority: str, head: _Head, body: bytes, why: str = "") -> ProxyError:
@@ -442,9 +467,7 @@ def open_http_tunnel(
     try:
         for _attempt in range(MAX_ATTEMPTS):
             if conn is None:
-                conn = _ProxyConnection(_open_proxy_socket(proxy, deadline, options), proxy)
-                if on_socket is not None:
-                    on_socket(conn.sock)
+                conn = _ProxyConnection(_open_proxy_socket(proxy, deadline, options, on_socket), proxy)
             logger.debug(
                 "CONNECT %s through %s%s",
                 authority,

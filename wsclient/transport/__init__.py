@@ -118,7 +118,12 @@ def open_stream(
                 sock = proxy_mod.wrap_tls_in_tls(sock, ctx, hostname, deadline)
             else:
                 sock.settimeout(remaining(deadline))
-                sock = ctx.wrap_socket(sock, server_hostname=hostname)
+                # Register the TLS socket before its handshake: wrapping detaches the
+                # plain socket, so abort() must be able to shut this one down.
+                sock = ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+                if on_socket is not None:
+                    on_socket(sock)
+                sock.do_handshake()
             if on_socket is not None:
                 on_socket(sock)
         sock.settimeout(None)
