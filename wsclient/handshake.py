@@ -27,6 +27,7 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD_SIZE = 64 * 1024
 MAX_BODY_SIZE = 64 * 1024
 
+_RESERVED = frozenset({"upgrade", "connection", "sec-websocket-key", "sec-websocket-version"})
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
@@ -184,7 +185,7 @@ class ClientHandshake:
     trailing_data: bytes = field(default=b"", init=False)
     _buf: bytes = field(default=b"", init=False, repr=False)
     _head: tuple[int, str, Headers, str] | None = field(default=None, init=False, repr=False)
-    _body_left: int | None = field(default=None, init=False, repr=False)
+    _body_mode: str = field(default="eof", init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.subprotocols is not None:
@@ -199,6 +200,8 @@ class ClientHandshake:
         self.headers = [(k, v) for k, v in pairs]
         for k, v in self.headers:
             _check_header_value(k, v)
+            if k.lower() in _RESERVED:
+                raise ValueError(f"header {k!r} is set by the handshake and cannot be given")
 
     def request_bytes(self) -> bytes:
         """The HTTP request head."""
@@ -224,10 +227,7 @@ class ClientHandshake:
         if uri.user_info is not None and "authorization" not in given:
             cred = f"{uri.user_info[0]}:{uri.user_info[1]}".encode()
             lines.append("Authorization: Basic " + base64.b64encode(cred).decode("ascii"))
-        reserved = {"upgrade", "connection", "sec-websocket-key", "sec-websocket-version"}
         for k, v in user:
-            if k.lower() in reserved:
-                raise ValueError(f"header {k!r} is set by the handshake and cannot be given")
             lines.append(f"{k}: {v}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -249,30 +249,46 @@ class ClientHandshake:
             head = self._buf[:idx].decode("latin-1")
             self._buf = self._buf[idx + 4 :]
             self._head = _parse_head(head)
-            status, _, headers, _ = self._head
+            status, _, headers, version = self._head
             if status == 101:
                 return self._finish(b"")
-            length = headers.get("Content-Length")
-            try:
-                self._body_left = min(int(length), MAX_BODY_SIZE) if length is not None else None
-            except ValueError:
-                self._body_left = 0
-            if status in (204, 304) or 100 <= status < 200:
-                self._body_left = 0
-        if self._body_left is not None and len(self._buf) >= self._body_left:
-            return self._finish(self._buf[: self._body_left])
-        if len(self._buf) >= MAX_BODY_SIZE:
-            return self._finish(self._buf[:MAX_BODY_SIZE])
-        return None
+            self._body_mode = _body_mode(status, headers, version)
+        return self._body_progress()
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the response head has arrived (its body may still be incomplete)."""
+        return self._head is not None
+
+    def _body_progress(self) -> Response | None:
+        """The body of a non-101 answer, bounded by MAX_BODY_SIZE: by Content-Length, by
+        chunks, until EOF, or nothing when the server keeps the connection open without
+        saying how long the body is."""
+        mode = self._body_mode
+        buf = self._buf
+        if mode == "none":
+            return self._finish(b"")
+        if mode == "chunked":
+            body, done = _dechunk(buf)
+            if done or len(body) >= MAX_BODY_SIZE:
+                return self._finish(body[:MAX_BODY_SIZE])
+            return None
+        if mode == "eof":
+            return self._finish(buf[:MAX_BODY_SIZE]) if len(buf) >= MAX_BODY_SIZE else None
+        length = min(int(mode), MAX_BODY_SIZE)
+        return self._finish(buf[:length]) if len(buf) >= length else None
 
     def receive_eof(self) -> Response:
-        """The server closed the connection; returns what was received or raises."""
+        """The server closed the connection (or stopped answering within the timeout):
+        returns what was received, or raises when not even a response head arrived."""
         if self.response is not None:
             return self.response
         if self._head is None:
             if not self._buf:
                 raise HandshakeError("the server closed the connection without answering")
             raise HandshakeError("the server closed the connection in the middle of its answer")
+        if self._body_mode == "chunked":
+            return self._finish(_dechunk(self._buf)[0][:MAX_BODY_SIZE])
         return self._finish(self._buf[:MAX_BODY_SIZE])
 
     def _finish(self, body: bytes) -> Response:
@@ -327,6 +343,47 @@ class ClientHandshake:
             else:
                 raise HandshakeError(f"the server accepted extension {name!r}, which was not offered")
         return subprotocol, deflate
+
+
+def _body_mode(status: int, headers: Headers, version: str) -> str:
+    """How the body of a non-101 answer ends: "none", "chunked", "eof" or a length."""
+    if 100 <= status < 200 or status in (204, 304):
+        return "none"
+    if "chunked" in _tokens(headers.get_all("Transfer-Encoding")):
+        return "chunked"
+    length = headers.get("Content-Length")
+    if length is not None:
+        try:
+            return str(max(0, int(length.split(",")[0])))
+        except ValueError:
+            return "none"
+    if version == "HTTP/1.0" or "close" in _tokens(headers.get_all("Connection")):
+        return "eof"
+    return "none"  # kept open with no length: nothing more can be read as its body
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bool]:
+    """Decode as much of a chunked body as ``data`` holds: (body so far, complete)."""
+    parts: list[bytes] = []
+    pos = 0
+    size_total = 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            return b"".join(parts), False
+        try:
+            size = int(data[pos:eol].split(b";", 1)[0].strip() or b"x", 16)
+        except ValueError:
+            return b"".join(parts), True  # malformed: keep what was decoded
+        if size == 0:
+            return b"".join(parts), True
+        start = eol + 2
+        chunk = data[start : start + size]
+        parts.append(chunk)
+        size_total += len(chunk)
+        if len(chunk) < size or size_total >= MAX_BODY_SIZE:
+            return b"".join(parts), size_total >= MAX_BODY_SIZE
+        pos = start + size + 2
 
 
 def _parse_head(head: str) -> tuple[int, str, Headers, str]:

@@ -157,3 +157,37 @@ def test_duplicate_deflate_in_the_response() -> None:
     hs.receive_data(ok_response(hs, "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n"))
     with pytest.raises(HandshakeError, match="more than once"):
         hs.validate()
+
+
+def test_chunked_body_of_a_non_101() -> None:
+    hs = make()
+    head = b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\nWWW-Authenticate: Bearer\r\n\r\n"
+    assert hs.receive_data(head + b"5\r\nhel") is None
+    resp = hs.receive_data(b"lo\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+    assert resp is not None and resp.status == 401 and resp.body == b"hello world"
+    assert resp.headers["www-authenticate"] == "Bearer"
+
+
+def test_keep_alive_non_101_without_length_ends_at_the_head() -> None:
+    hs = make()
+    resp = hs.receive_data(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n\r\n")
+    assert resp is not None and resp.status == 404 and resp.body == b""
+
+
+def test_short_body_is_reported_at_eof_or_timeout() -> None:
+    hs = make()
+    assert hs.receive_data(b"HTTP/1.1 500 Oops\r\nContent-Length: 100\r\n\r\npartial") is None
+    assert hs.has_head
+    resp = hs.receive_eof()
+    assert resp.status == 500 and resp.body == b"partial"
+
+
+def test_body_until_close_for_connection_close() -> None:
+    hs = make()
+    assert hs.receive_data(b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nsome") is None
+    assert hs.receive_eof().body == b"some"
+
+
+def test_reserved_headers_are_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="set by the handshake"):
+        make(headers={"Sec-WebSocket-Key": "abc"})
