@@ -1,7 +1,7 @@
 """One timer thread for the whole process: close timeouts and keepalive deadlines.
 
 The thread starts when the first deadline is scheduled and exits once no live deadline has
-been left for ``LINGER`` seconds (counted from the deadline of the last cancelled timer), so an idle process keeps no wsclient thread, while a
+been left for ``LINGER`` seconds (a cancelled timer is noticed when its deadline comes), so an idle process keeps no wsclient thread, while a
 program that opens connections one after another does not start a thread for each. Callbacks run on the timer thread and
 must be short (they shut a socket down or send a ping without waiting).
 """

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from . import _timer
 from .events import EventEmitter
 from .exceptions import ConnectionClosed, ConnectionClosedError, closed_exception
-from .frames import Frame
+from .frames import Frame, encode_close_payload, is_valid_close_code
 from .protocol import Close, Failure, Ping, Pong, Protocol, State
 
 if TYPE_CHECKING:
@@ -71,6 +71,17 @@ def _sendmsg_all(sock: socket.socket, pieces: list[bytes]) -> None:
             else:
                 views[i] = views[i][sent:]
                 sent = 0
+
+
+def _check_close_args(code: Any, reason: Any) -> None:
+    """Raise TypeError/ValueError unless ``code`` and ``reason`` can go in a close frame."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"the close code must be an int, not {type(code).__name__}")
+    if not isinstance(reason, str):
+        raise TypeError(f"the close reason must be a str, not {type(reason).__name__}")
+    if not is_valid_close_code(code):
+        raise ValueError(f"close code {code} may not be sent (RFC 6455 section 7.4)")
+    encode_close_payload(code, reason)  # the reason: at most 123 bytes of UTF-8
 
 
 def _readable(sock: Any, timeout: float) -> bool:
@@ -413,6 +424,8 @@ class WebSocketConnection(EventEmitter):
             self._cond.notify_all()
 
     def _recv_slow(self, timeout: float | None) -> str | bytes:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
         if threading.current_thread() is self._reader:
             raise RuntimeError("recv() cannot wait on the reader thread (it was called from a listener)")
         q = self._queue
@@ -501,16 +514,14 @@ class WebSocketConnection(EventEmitter):
             ValueError: ``code`` cannot be sent (see RFC 6455 section 7.4) or the reason is
                 longer than 123 bytes of UTF-8.
         """
-        from .frames import encode_close_payload, is_valid_close_code
-
-        if code != 1000 and not is_valid_close_code(code):
-            raise ValueError(f"close code {code} may not be sent")
-        encode_close_payload(code, reason)  # validates the reason length
+        _check_close_args(code, reason)
         if threading.current_thread() is self._reader:
             self._send_close(code, reason)
             return
         with self._close_lock:
             if self._finished:
+                # Closed already (the reader may still be emitting "close"): wait for it.
+                self._join_reader()
                 return
             if self._claim_inline_close():
                 self._close_inline(code, reason)
@@ -616,8 +627,15 @@ class WebSocketConnection(EventEmitter):
 
         A close frame is sent first (best effort) unless ``code`` is 1005 or 1006, which
         never go on the wire; ``close_code`` becomes ``code``.
+
+        Raises:
+            ValueError: any other code that may not be sent (RFC 6455 section 7.4), or a
+                reason longer than 123 bytes of UTF-8.
         """
+        if code not in (1005, 1006):
+            _check_close_args(code, reason)
         if self._finished:
+            self._join_reader()
             return
         self._closing = True
         self._drop = (code, reason)
@@ -635,7 +653,15 @@ class WebSocketConnection(EventEmitter):
         if self._claim_inline_close():
             self._finish(None)
             return
-        if threading.current_thread() is not self._reader and self._reader.is_alive():
+        self._join_reader()
+
+    def _join_reader(self) -> None:
+        """Wait for the reader thread to end (unless this is it, or it never started)."""
+        if threading.current_thread() is self._reader:
+            return
+        with self._start_lock:  # a start in progress completes first
+            started = self._reader.ident is not None
+        if started:
             self._reader.join()
 
     def _try_send_now(self, data: bytes) -> bool:

@@ -84,10 +84,17 @@ def test_bad_url_raises_invalid_url(url: str) -> None:
     assert isinstance(info.value, ConnectFailed)
 
 
-def test_bad_url_with_client_and_wait_false_raises_at_once() -> None:
+def test_bad_url_with_client_reports_connect_failed() -> None:
+    """API.md: connect(wait=False) returns None at once and the events report the end;
+    connect(wait=True) raises the ConnectFailed and the events fire too."""
     client = wsclient.WebSocketClient()
+    failures: list[BaseException] = []
+    client.on("connect_failed", failures.append)
+    assert client.connect("http://127.0.0.1/", wait=False) is None
+    assert len(failures) == 1 and isinstance(failures[0], InvalidURL)
     with pytest.raises(InvalidURL):
-        client.connect("http://127.0.0.1/", wait=False)
+        client.connect("ftp://127.0.0.1/")
+    assert len(failures) == 2 and isinstance(failures[1], InvalidURL)
 
 
 def test_refused_port_raises_connect_failed(refused_port: int) -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from rawserver import (
     Op,
     build_frame,
@@ -149,3 +150,20 @@ def test_recv_from_a_listener_raises_instead_of_hanging(raw_server: Any) -> None
     ws.close()
     server.join()
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+
+
+def test_drop_refuses_codes_that_may_not_be_sent(raw_server: Any) -> None:
+    server = raw_server([serve_until_close()])
+    ws = wsclient.connect(server.url(), ping_interval=None)
+    for code in (999, 1004, 1015, 5000):
+        with pytest.raises(ValueError):
+            ws.drop(code)
+    with pytest.raises(ValueError):
+        ws.drop(1000, "x" * 124)
+    with pytest.raises(TypeError):
+        ws.close("1000")  # type: ignore[arg-type]
+    assert ws.connected
+    ws.drop(4000, "bye")
+    assert ws.close_code == 4000
+    server.join()
+    assert [f.close_code for f in server.connection.frames if f.opcode == Op.CLOSE] == [4000]

@@ -7,6 +7,8 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
+from ..exceptions import TLSError
+
 __all__ = ["make_ssl_context"]
 
 _VERSIONS = {
@@ -64,7 +66,11 @@ def make_ssl_context(
         ctx.verify_mode = ssl.CERT_NONE
     else:
         if ca_file or ca_dir or ca_data:
-            ctx.load_verify_locations(cafile=ca_file, capath=ca_dir, cadata=ca_data)
+            try:
+                ctx.load_verify_locations(cafile=ca_file, capath=ca_dir, cadata=ca_data)
+            except (OSError, ssl.SSLError) as exc:
+                where = ca_file or ca_dir or "ca_cert_data"
+                raise TLSError(f"cannot load CA certificates from {where!r}: {exc}") from exc
         else:
             import certifi
 
@@ -82,7 +88,14 @@ def make_ssl_context(
             keyfile = cert[1] if len(cert) > 1 else None
             password = cert[2] if len(cert) > 2 else None
     if certfile:
-        ctx.load_cert_chain(certfile, keyfile, password)
+        try:
+            ctx.load_cert_chain(certfile, keyfile, password)
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(
+                f"cannot load the client certificate {certfile!r}"
+                + (f" / key {keyfile!r}" if keyfile else "")
+                + f": {getattr(exc, 'reason', None) or exc} (a wrong password also shows here)"
+            ) from exc
     if opts.get("ciphers"):
         ctx.set_ciphers(opts["ciphers"])
     if opts.get("minimum_version") is not None:
