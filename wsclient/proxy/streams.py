@@ -52,7 +52,39 @@ def _shutdown_socket(sock: Any, how: int) -> None:
         sock.shutdown(how)
 
 
-class ReplayStream:
+class _SocketDelegate:
+    """The socket-level calls both wrappers pass straight to the socket underneath."""
+
+    _sock: Any
+
+    def settimeout(self, value: float | None) -> None:
+        self._sock.settimeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()  # type: ignore[no-any-return]
+
+    def shutdown(self, how: int) -> None:
+        """Shut the socket down; a thread blocked in ``recv`` then returns ``b""``."""
+        _shutdown_socket(self._sock, how)
+
+    def getpeername(self) -> Any:
+        """The peer of the socket (the proxy, for a tunnel)."""
+        return self._sock.getpeername()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def setsockopt(self, *args: Any) -> None:
+        self._sock.setsockopt(*args)
+
+    def getsockopt(self, *args: Any) -> Any:
+        return self._sock.getsockopt(*args)
+
+
+class ReplayStream(_SocketDelegate):
     """A stream that returns ``prefix`` first, then reads ``sock``.
 
     Everything else is passed to ``sock``. ``pending()`` counts the bytes still held, so a
@@ -106,35 +138,11 @@ class ReplayStream:
     def sendall(self, data: _Buffer) -> None:
         self._sock.sendall(data)
 
-    def settimeout(self, value: float | None) -> None:
-        self._sock.settimeout(value)
-
-    def gettimeout(self) -> float | None:
-        return self._sock.gettimeout()  # type: ignore[no-any-return]
-
     def setblocking(self, flag: bool) -> None:
         self._sock.setblocking(flag)
 
-    def shutdown(self, how: int) -> None:
-        _shutdown_socket(self._sock, how)
-
     def close(self) -> None:
         self._sock.close()
-
-    def getpeername(self) -> Any:
-        return self._sock.getpeername()
-
-    def getsockname(self) -> Any:
-        return self._sock.getsockname()
-
-    def fileno(self) -> int:
-        return int(self._sock.fileno())
-
-    def setsockopt(self, *args: Any) -> None:
-        self._sock.setsockopt(*args)
-
-    def getsockopt(self, *args: Any) -> Any:
-        return self._sock.getsockopt(*args)
 
     def __getattr__(self, name: str) -> Any:
         # Whatever else the socket offers (getpeercert, version, cipher, family, ...).
@@ -144,7 +152,7 @@ class ReplayStream:
         return f"<ReplayStream held={len(self._prefix)} sock={self._sock!r}>"
 
 
-class TLSInTLSStream:
+class TLSInTLSStream(_SocketDelegate):
     """TLS to the target, carried inside the TLS connection to an ``https://`` proxy.
 
     Built by :func:`wrap_tls_in_tls`. Three locks, always taken in this order:
@@ -277,37 +285,11 @@ class TLSInTLSStream:
 
     # -- the rest of the socket interface --------------------------------------------
 
-    def settimeout(self, value: float | None) -> None:
-        self._sock.settimeout(value)
-
-    def gettimeout(self) -> float | None:
-        return self._sock.gettimeout()  # type: ignore[no-any-return]
-
-    def shutdown(self, how: int) -> None:
-        """Shut the proxy socket down; a thread blocked in :meth:`recv` returns ``b""``."""
-        _shutdown_socket(self._sock, how)
-
     def close(self) -> None:
         """Close the proxy connection (no close_notify, as ``SSLSocket.close``)."""
         with self._tls_lock:
             self._closed = True
         self._sock.close()
-
-    def getpeername(self) -> Any:
-        """The proxy's address (the socket's peer)."""
-        return self._sock.getpeername()
-
-    def getsockname(self) -> Any:
-        return self._sock.getsockname()
-
-    def fileno(self) -> int:
-        return int(self._sock.fileno())
-
-    def setsockopt(self, *args: Any) -> None:
-        self._sock.setsockopt(*args)
-
-    def getsockopt(self, *args: Any) -> Any:
-        return self._sock.getsockopt(*args)
 
     def getpeercert(self, binary_form: bool = False) -> Any:
         """The target's certificate (not the proxy's)."""
