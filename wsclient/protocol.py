@@ -15,11 +15,14 @@ import codecs
 import enum
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import PayloadTooBig, ProtocolError
 from .frames import (
+    _LOW_MASKS,
+    _REPUNITS,
     Frame,
     Opcode,
     encode_close_payload,
@@ -36,6 +39,12 @@ __all__ = ["Close", "Event", "Failure", "Ping", "Pong", "Protocol", "State"]
 logger = logging.getLogger("wsclient.protocol")
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+_unpack_keys = struct.Struct("<256I").unpack
+_from_bytes = int.from_bytes
+# First two bytes of a small masked frame (FIN, opcode; MASK, length) as a little-endian int.
+_SMALL_HEADERS = {
+    op: tuple((0x80 | op) | ((0x80 | n) << 8) for n in range(126)) for op in (1, 2)
+}
 
 # A frame whose payload is not complete in the buffer and is at least this large is
 # collected in a list of chunks (joined once) instead of re-concatenating the buffer.
@@ -117,8 +126,7 @@ class Protocol:
 
         self._buf = b""
         self._out: list[bytes] = []
-        self._key_pool = b""
-        self._key_pos = 1024
+        self._keys: list[int] = []  # unused masking keys, drawn 256 at a time
         # Largest message encode_message() serialises on its short path (one frame, 7-bit
         # length, masked, uncompressed); -1 turns the short path off.
         small = min(125, fragmentation_threshold or 125)
@@ -433,14 +441,15 @@ class Protocol:
 
     # ------------------------------------------------------------------ send side
 
+    def _refill_keys(self) -> list[int]:
+        """256 fresh 32-bit masking keys from the OS CSPRNG (one 1 KiB read)."""
+        self._keys = list(_unpack_keys(os.urandom(1024)))
+        return self._keys
+
     def _mask_key(self) -> bytes:
-        """A fresh 4-byte masking key from the OS CSPRNG (drawn 1 KiB at a time)."""
-        pos = self._key_pos
-        if pos >= 1024:
-            self._key_pool = os.urandom(1024)
-            pos = 0
-        self._key_pos = pos + 4
-        return self._key_pool[pos : pos + 4]
+        """A fresh 4-byte masking key (as it goes on the wire)."""
+        keys = self._keys or self._refill_keys()
+        return keys.pop().to_bytes(4, "little")
 
     def _encode(self, opcode: int, payload: bytes | memoryview, fin: bool, rsv1: bool) -> bytes:
         first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
@@ -464,23 +473,17 @@ class Protocol:
             payload = data if type(data) is bytes else bytes(data)
         n = len(payload)
         if n <= self._small_max:
-            # The common small message: header, key and masked payload in one expression.
-            pos = self._key_pos
-            if pos >= 1024:
-                self._key_pool = os.urandom(1024)
-                pos = 0
-            self._key_pos = pos + 4
-            key = self._key_pool[pos : pos + 4]
-            if not n:
-                return bytes((0x80 | opcode, 0x80)) + key
+            # The common small message as one integer, little-endian from the first byte:
+            # the two header bytes, the 32-bit key, then the payload XOR the key repeated.
+            keys = self._keys
+            if not keys:
+                keys = self._refill_keys()
+            k = keys.pop()
             return (
-                bytes((0x80 | opcode, 0x80 | n))
-                + key
-                + (
-                    int.from_bytes(payload, "little")
-                    ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
-                ).to_bytes(n, "little")
-            )
+                _SMALL_HEADERS[opcode][n]
+                | (k << 16)
+                | (((_from_bytes(payload, "little") ^ k * _REPUNITS[n]) & _LOW_MASKS[n]) << 48)
+            ).to_bytes(n + 6, "little")
         rsv1 = False
         if self.deflate is not None:
             compressed = self.deflate.compress(payload)
