@@ -147,7 +147,6 @@ class WebSocketConnection(EventEmitter):
         self._message_listeners: list[Any] = []
         self._drop: tuple[int, str] | None = None
         self._close_timer: _timer.Timer | None = None
-        self._keepalive_timer: _timer.Timer | None = None
         self._ping_deadline_timer: _timer.Timer | None = None
         self._keepalive_payload: bytes | None = None
         self._timers: list[_timer.Timer] = []
@@ -184,7 +183,7 @@ class WebSocketConnection(EventEmitter):
         else:
             self._schedule(_LAZY_START, self._ensure_reader)
         if self._config.ping_interval is not None:
-            self._keepalive_timer = self._schedule(self._config.ping_interval, self._keepalive)
+            self._schedule(self._config.ping_interval, self._keepalive)
 
     def _ensure_reader(self, force: bool = False) -> None:
         """Start the reader thread unless it runs already or the close went inline.
@@ -685,7 +684,6 @@ class WebSocketConnection(EventEmitter):
 
     def _keepalive(self) -> None:
         """Timer thread: send a ping and arm its deadline; reschedule."""
-        self._keepalive_timer = None
         if self._finished or self._closing:
             return
         interval = self._config.ping_interval
@@ -705,7 +703,7 @@ class WebSocketConnection(EventEmitter):
             finally:
                 self._send_lock.release()
         if not self._finished:
-            self._keepalive_timer = self._schedule(interval, self._keepalive)
+            self._schedule(interval, self._keepalive)
 
     def _keepalive_expired(self) -> None:
         if self._keepalive_payload is None or self._finished:

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .exceptions import HandshakeError, InvalidStatus
 
@@ -412,6 +412,3 @@ def _parse_head(head: str) -> tuple[int, str, Headers, str]:
         headers.add(name, value.strip(" \t"))
     return status, reason, headers, version
 
-
-def describe(obj: Any) -> str:  # pragma: no cover - debugging helper
-    return repr(obj)
