@@ -111,6 +111,7 @@ def open_socks_tunnel(
             password=proxy.password if not is_socks4 else None,
             socket_options=tcp_socket_options(options.socket_options, options.disable_nagle_algorithm),
             on_socket=on_socket,
+            trace=trace,
         )
     if trace is not None:
         version = "SOCKS4" if is_socks4 else "SOCKS5"
@@ -135,11 +136,17 @@ def _socks_connect(
     password: str | None,
     socket_options: list[tuple[int, int, Any]],
     on_socket: Callable[[Any], None] | None,
+    trace: Trace | None,
 ) -> Any:
     """PySocks' ``create_connection``, but each socket goes to ``on_socket`` before it
     connects, so that ``abort()`` can shut it down during the SOCKS negotiation."""
     error: BaseException | None = None
-    for family, kind, proto, _, _ in socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM):
+    started = time.monotonic()
+    infos = socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM)
+    if trace is not None:
+        addresses = [info[4][0] for info in infos]
+        trace("dns", {"host": proxy.host, "addresses": addresses, "seconds": time.monotonic() - started})
+    for family, kind, proto, _, _ in infos:
         sock = pysocks.socksocket(family, kind, proto)
         try:
             for level, name, value in socket_options:

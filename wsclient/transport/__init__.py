@@ -87,7 +87,13 @@ def open_stream(
     if trace is not None:
         first = selection.proxy
         shown = [redact_url(str(c)) if c else None for c in selection.candidates]
-        trace("proxy", {"proxy": str(first) if first else None, "source": selection.source, "candidates": shown})
+        info = {
+            "proxy": str(first) if first else None,
+            "source": selection.source,
+            "candidates": shown,
+            "credentials": bool(first and first.has_credentials),
+        }
+        trace("proxy", info)
     candidates = selection.candidates
     for index, proxy in enumerate(candidates):
         left = len(candidates) - index
