@@ -65,7 +65,7 @@ def test_refused_port_fails_at_tcp(refused_port: int) -> None:
     assert stages(lines) == [("proxy", "ok"), ("dns", "ok"), ("tcp", "FAILED")]
     assert "connection refused" in lines[2]
     assert lines[3].startswith("hint: ") and "check the host and port" in lines[3]
-    assert "DIRECT (proxies['ws'] is empty)" in lines[0] or "DIRECT (no proxies entry for the URL)" in lines[0]
+    assert "DIRECT (proxies['ws'] is empty)" in lines[0] or "DIRECT (no proxies entry for ws:// (direct))" in lines[0]
 
 
 def test_wrong_ca_fails_at_tls(wss_target: Any, other_ca_path: str) -> None:

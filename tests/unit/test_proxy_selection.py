@@ -339,7 +339,7 @@ def test_sources_say_why() -> None:
     assert source(WSS, proxies={"wss": "http://a:1", "all": "http://b:2"}) == "proxies['wss']"
     assert source(WSS, proxies={"https": "http://a:1"}) == "proxies['https']"
     assert source(proxies={"ws": ""}) == "proxies['ws'] is empty"
-    assert source(proxies={}) == "no proxies entry for the URL"
+    assert source(proxies={}) == "no proxies entry for ws:// (direct)"
     no_proxy = {"all": "http://a:1", "no_proxy": "other, .example.com"}
     assert source(proxies=no_proxy) == "proxies['no_proxy'] entry '.example.com' matched"
     env = {"https_proxy": "http://u:secret@p:1", "NO_PROXY": ".corp"}

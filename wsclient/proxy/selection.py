@@ -117,7 +117,8 @@ def select_proxy(
             candidates, why = resolve_pac(str(proxies["pac"]), uri, deadline or Deadline(None), options)
             return ProxySelection(candidates, why)
         if not url:
-            return ProxySelection((None,), f"proxies[{key!r}] is empty" if key else "no proxies entry for the URL")
+            why = f"proxies[{key!r}] is empty" if key else f"no proxies entry for {uri.scheme}:// (direct)"
+            return ProxySelection((None,), why)
         return ProxySelection((parse_proxy_url(url),), f"proxies[{key!r}]")
     if not trust_env:
         return ProxySelection((None,), "no proxy configured (trust_env=False)")
