@@ -31,7 +31,6 @@ DEFAULT_TIMEOUT = 10.0
 _ABORTED = "the connection attempt was aborted"
 
 
-
 class _Attempt:
     """One opening in progress (so that ``abort()`` can reach its socket)."""
 
