@@ -151,8 +151,10 @@ def run(url: str, connect_kwargs: dict[str, Any], out: TextIO) -> int:
 
     Raises:
         TypeError, ValueError: ``connect_kwargs`` hold an unknown option or a value that
-            cannot be sent (a usage error, for the caller to report).
+            cannot be sent, or ``url`` is not a ws:// or wss:// URL (``InvalidURL``): usage
+            errors, for the caller to report.
     """
+    parse_uri(url)
     kwargs = dict(connect_kwargs)
     timeout = kwargs.get("timeout", DEFAULT_TIMEOUT)
     config = {k: v for k, v in kwargs.items() if k not in _CONNECT_KEYS}
@@ -190,7 +192,6 @@ def run(url: str, connect_kwargs: dict[str, Any], out: TextIO) -> int:
 
     secure = url.lower().startswith("wss:")
     try:
-        parse_uri(url)
         ws = client.connect(
             url, kwargs.get("subprotocols"), kwargs.get("origin"), kwargs.get("headers"), options, _trace=report
         )

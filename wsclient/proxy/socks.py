@@ -113,12 +113,12 @@ def open_socks_tunnel(
             on_socket=on_socket,
             trace=trace,
         )
-    if trace is not None:
-        version = "SOCKS4" if is_socks4 else "SOCKS5"
-        trace("proxy_connect", {"socks": version, "address": sock.getproxypeername()[:2], "seconds": time.monotonic() - started})
     # Hand back a plain socket: PySocks' getpeername() names the target, ours the proxy.
     family, kind, proto = sock.family, sock.type, sock.proto
     plain = socket.socket(family, kind, proto, fileno=sock.detach())
+    if trace is not None:
+        version = "SOCKS4" if is_socks4 else "SOCKS5"
+        trace("proxy_connect", {"socks": version, "address": plain.getpeername()[:2], "seconds": time.monotonic() - started})
     if on_socket is not None:
         on_socket(plain)
     return plain

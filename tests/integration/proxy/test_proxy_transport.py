@@ -205,6 +205,20 @@ def test_trace_through_an_authenticating_proxy(squid_basic: Any, wss_target: Any
     assert all(i["seconds"] >= 0 for s, i in stages if s != "proxy")
 
 
+def test_trace_through_socks(dante_open: Any, ws_target: Any) -> None:
+    """PySocks connects and negotiates in one step: "proxy_connect" stands for both."""
+    stages: list[tuple[str, dict[str, Any]]] = []
+    options = _options(proxy=dante_open.url("socks5h"))
+    stream = open_stream(
+        parse_uri(ws_target.url("/echo")), options, Deadline(10), trace=lambda s, i: stages.append((s, i))
+    )
+    stream.close()
+    assert [s for s, _ in stages] == ["proxy", "dns", "proxy_connect"]
+    info = dict(stages)
+    assert info["dns"]["host"] == "127.0.0.1"  # the proxy's name: the target's is resolved remotely
+    assert info["proxy_connect"]["socks"] == "SOCKS5" and info["proxy_connect"]["address"][1] == dante_open.port
+
+
 def test_no_trace_no_cost(monkeypatch: pytest.MonkeyPatch, wss_target: Any, ca_path: str) -> None:
     """Without a trace nothing builds trace information (tls_info is never called)."""
 
