@@ -144,10 +144,12 @@ def _exchange(sock: Any, proxy: ProxyURL, request: bytes, reader: ResponseReader
     ):
         sock.settimeout(deadline.timeout(f"sending CONNECT to the proxy {proxy}"))
         sock.sendall(request)
+        body_deadline: Deadline | None = None
         while True:
+            if body_deadline is None and reader.has_head:
+                body_deadline = deadline.shorter(_BODY_WAIT)
             try:
-                bound = deadline.shorter(_BODY_WAIT) if reader.has_head else deadline
-                sock.settimeout(bound.timeout(what))
+                sock.settimeout((body_deadline or deadline).timeout(what))
                 data = sock.recv(_RECV_SIZE)
             except (TimeoutError, ConnectTimeout):
                 if not reader.has_head:

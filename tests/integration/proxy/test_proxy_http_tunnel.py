@@ -416,3 +416,17 @@ def needs_spnego() -> None:
         import spnego  # noqa: F401
     except ImportError:
         need(False, "pyspnego (wsclient[ntlm]) is not installed")
+
+
+def test_refusal_whose_body_never_ends_is_reported_after_a_short_wait(
+    scripted_proxy: Any, tcp_target: Any, options: Any
+) -> None:
+    """A refusal's body that stops short is waited for 2 s at most, not the whole timeout."""
+    proxy = scripted_proxy(_answer(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\npartial", close=False))
+    started = time.monotonic()
+    with pytest.raises(ProxyError) as info:
+        open_tunnel(
+            parse_proxy_url(proxy.url), tcp_target.host, tcp_target.port, deadline=deadline(30), options=options()
+        )
+    assert time.monotonic() - started < 2 + 1.5
+    assert info.value.response.status == 403 and info.value.response.body == b"partial"
