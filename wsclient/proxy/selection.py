@@ -30,7 +30,7 @@ from .._net import Deadline
 from ..uri import WSURI
 from .url import ProxyURL, parse_proxy_url
 
-__all__ = ["ProxySelection", "check_proxies_keys", "environment_proxy", "no_proxy_matches", "select_proxy"]
+__all__ = ["ProxySelection", "check_proxies_keys", "no_proxy_matches", "select_proxy"]
 
 logger = logging.getLogger("wsclient.proxy")
 
@@ -184,11 +184,6 @@ def _env_value(env: Mapping[str, str], name: str) -> str | None:
         # CGI ("httpoxy"): HTTP_PROXY may come from a request's "Proxy:" header.
         return None
     return env.get(name.upper()) or None
-
-
-def environment_proxy(scheme: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy URL the environment names for a ``ws`` or ``wss`` target, or ``None``."""
-    return _environment(scheme, os.environ if environ is None else environ)[1]
 
 
 def _environment(scheme: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
