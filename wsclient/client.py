@@ -10,17 +10,17 @@ import dataclasses
 import logging
 import socket
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._net import Deadline, Trace, map_errors
 from .config import ClientConfig
 from .connection import WebSocketConnection
 from .events import EventEmitter
 from .exceptions import ConnectFailed, ConnectTimeout, InvalidStatus, InvalidURL, WebSocketError
 from .handshake import ClientHandshake
 from .protocol import Protocol
-from .transport import TransportOptions, open_stream, remaining, translate_error
+from .transport import TransportOptions, open_stream, parse_request_options
 from .uri import parse_uri
 
 __all__ = ["WebSocketClient"]
@@ -30,23 +30,18 @@ logger = logging.getLogger("wsclient.client")
 DEFAULT_TIMEOUT = 10.0
 _ABORTED = "the connection attempt was aborted"
 
-_REQUEST_OPTION_KEYS = frozenset(
-    {
-        "proxy", "proxy_headers", "proxy_verify", "timeout", "source_address", "socket_options",
-        "server_hostname", "ssl_context", "proxies", "verify", "cert", "trust_env",
-    }
-)
-
 
 class _Attempt:
     """One opening in progress (so that ``abort()`` can reach its socket)."""
 
-    __slots__ = ("aborted", "done", "sockets")
+    __slots__ = ("aborted", "done", "sockets", "trace")
 
-    def __init__(self) -> None:
+    def __init__(self, trace: Trace | None = None) -> None:
         self.aborted = False
         self.sockets: list[Any] = []
         self.done = False
+        # Diagnosis only (wsclient.diagnose): called as each stage of the opening ends.
+        self.trace = trace
 
 
 class WebSocketClient(EventEmitter):
@@ -91,6 +86,8 @@ class WebSocketClient(EventEmitter):
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         request_options: Mapping[str, Any] | None = None,
         wait: bool = True,
+        *,
+        _trace: Trace | None = None,
     ) -> WebSocketConnection | None:
         """Open a connection to ``url``.
 
@@ -100,20 +97,24 @@ class WebSocketClient(EventEmitter):
             origin: the ``Origin`` header (``Sec-WebSocket-Origin`` for version 8); None: not sent.
             headers: extra request headers.
             request_options: transport options: ``proxy``, ``proxy_headers``,
-                ``proxy_verify``, ``timeout``, ``source_address``, ``socket_options``,
-                ``server_hostname``, ``ssl_context``, and ``proxies``, ``verify``, ``cert``,
-                ``trust_env`` as :func:`wsclient.connect` takes them.
+                ``proxy_verify``, ``proxy_cert``, ``timeout``, ``source_address``,
+                ``socket_options``, ``server_hostname``, ``ssl_context``, and ``proxies``,
+                ``verify``, ``cert``, ``trust_env`` as :func:`wsclient.connect` takes them.
             wait: block until the opening ends and return the connection (or raise); with
                 False, return None at once and report through the events.
 
         Raises:
             ConnectFailed: (or a subclass) the opening failed; with ``wait=True`` only.
-            ValueError: a header, origin or subprotocol cannot be sent.
+            ValueError: a header, origin or subprotocol cannot be sent; an unknown
+                ``proxies`` key.
+            TypeError: an unknown ``request_options`` key.
         """
-        ro = dict(request_options or {})
-        unknown = set(ro) - _REQUEST_OPTION_KEYS
-        if unknown:
-            logger.debug("request_options keys not used by the transport: %s", sorted(unknown))
+        ro = parse_request_options(
+            request_options,
+            tls_options=self.config.tls_options,
+            disable_nagle_algorithm=self.config.disable_nagle_algorithm,
+            default_timeout=DEFAULT_TIMEOUT,
+        )
         # A bad URL ends the opening like any other ConnectFailed: the event fires too.
         try:
             uri = parse_uri(url)
@@ -131,7 +132,7 @@ class WebSocketClient(EventEmitter):
             version=self.config.web_socket_version,
             deflate=self.config.compression,
         )
-        attempt = _Attempt()
+        attempt = _Attempt(_trace)
         with self._lock:
             if self._attempt is not None and not self._attempt.done:
                 raise RuntimeError("a connection attempt of this client is already in progress")
@@ -177,7 +178,7 @@ class WebSocketClient(EventEmitter):
         attempt: _Attempt,
         uri: Any,
         handshake: ClientHandshake,
-        ro: dict[str, Any],
+        ro: TransportOptions,
         raise_error: bool,
     ) -> WebSocketConnection | None:
         try:
@@ -217,24 +218,11 @@ class WebSocketClient(EventEmitter):
             attempt.sockets.clear()
 
     def _open(
-        self, attempt: _Attempt, uri: Any, handshake: ClientHandshake, ro: dict[str, Any]
+        self, attempt: _Attempt, uri: Any, handshake: ClientHandshake, ro: TransportOptions
     ) -> WebSocketConnection:
         config = self.config
-        timeout = ro.get("timeout", DEFAULT_TIMEOUT)
-        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
-        options = TransportOptions(
-            verify=ro.get("verify", True),
-            cert=ro.get("cert"),
-            tls_options=config.tls_options,
-            proxies=ro.get("proxies"),
-            trust_env=ro.get("trust_env", True),
-            request_options=ro,
-            disable_nagle_algorithm=config.disable_nagle_algorithm,
-            source_address=ro.get("source_address"),
-            socket_options=ro.get("socket_options"),
-            server_hostname=ro.get("server_hostname"),
-            ssl_context=ro.get("ssl_context") or config.tls_options.get("ssl_context"),
-        )
+        deadline = Deadline(ro.timeout)
+        options = ro
 
         def register(sock: Any) -> None:
             with self._lock:
@@ -248,33 +236,35 @@ class WebSocketClient(EventEmitter):
                 raise ConnectFailed(_ABORTED)
 
         check_abort()
-        sock = open_stream(uri, options, deadline, on_socket=register)
+        sock = open_stream(uri, options, deadline, on_socket=register, trace=attempt.trace)
         try:
             check_abort()
             what = f"opening handshake with {uri}"
             try:
-                sock.settimeout(remaining(deadline))
-                sock.sendall(handshake.request_bytes())
-                response = None
-                while response is None:
-                    try:
-                        sock.settimeout(remaining(deadline))
-                        data = sock.recv(65536)
-                    except (TimeoutError, ConnectTimeout):
-                        if not handshake.has_head:
-                            raise
-                        # A non-101 whose body did not end in time: report what came.
-                        data = b""
-                    check_abort()
-                    response = handshake.receive_data(data) if data else handshake.receive_eof()
-            except (OSError, ValueError) as exc:
+                with map_errors(
+                    {
+                        TimeoutError: lambda e: ConnectTimeout(f"{what}: timed out waiting for the server's answer"),
+                        ConnectionRefusedError: lambda e: ConnectFailed(f"{what}: connection refused"),
+                        OSError: lambda e: ConnectFailed(f"{what}: {e.strerror or e}"),
+                    }
+                ):
+                    sock.settimeout(deadline.timeout(f"waiting for the server's answer ({what})"))
+                    sock.sendall(handshake.request_bytes())
+                    response = None
+                    while response is None:
+                        try:
+                            sock.settimeout(deadline.timeout(f"waiting for the server's answer ({what})"))
+                            data = sock.recv(65536)
+                        except (TimeoutError, ConnectTimeout):
+                            if not handshake.has_head:
+                                raise
+                            # A non-101 whose body did not end in time: report what came.
+                            data = b""
+                        check_abort()
+                        response = handshake.receive_data(data) if data else handshake.receive_eof()
+            except ConnectFailed:
                 check_abort()
-                if isinstance(exc, ValueError) and not isinstance(exc, OSError):
-                    raise
-                err = translate_error(exc, what)
-                if isinstance(err, ConnectTimeout):
-                    err = ConnectTimeout(f"{what}: timed out waiting for the server's answer")
-                raise err from exc
+                raise
             subprotocol, deflate = handshake.validate()
             protocol = Protocol(
                 max_frame_size=config.max_received_frame_size,

@@ -11,11 +11,12 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .exceptions import HandshakeError, InvalidStatus
+from .http11 import MAX_BODY_SIZE, MAX_HEAD_SIZE, Headers, HTTPParseError, Response, ResponseReader
 
 if TYPE_CHECKING:
     from .extensions.permessage_deflate import DeflateOptions, PerMessageDeflate
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientHandshake", "Headers", "Response", "accept_key", "parse_extension_header"]
 
+__all__ += ["MAX_BODY_SIZE", "MAX_HEAD_SIZE"]
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-MAX_HEAD_SIZE = 64 * 1024
-MAX_BODY_SIZE = 64 * 1024
 
 _RESERVED = frozenset({"upgrade", "connection", "sec-websocket-key", "sec-websocket-version"})
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -34,84 +35,6 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value the server must send for ``key``."""
     return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
-
-
-class Headers(MutableMapping[str, str]):
-    """A case-insensitive multi-map of HTTP headers.
-
-    ``headers[name]`` gives the values of a repeated header joined with ``", "``;
-    :meth:`get_all` gives them as a list. Iteration yields each name once (as first seen).
-    """
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        if items is not None:
-            pairs = items.items() if isinstance(items, Mapping) else items
-            for k, v in pairs:
-                self.add(k, v)
-
-    def add(self, name: str, value: str) -> None:
-        self._items.append((name, value))
-
-    def get_all(self, name: str) -> list[str]:
-        low = name.lower()
-        return [v for k, v in self._items if k.lower() == low]
-
-    def __getitem__(self, name: str) -> str:
-        values = self.get_all(name)
-        if not values:
-            raise KeyError(name)
-        return ", ".join(values)
-
-    def __setitem__(self, name: str, value: str) -> None:
-        self.__delitem__(name) if name in self else None
-        self._items.append((name, value))
-
-    def __delitem__(self, name: str) -> None:
-        low = name.lower()
-        before = len(self._items)
-        self._items = [(k, v) for k, v in self._items if k.lower() != low]
-        if len(self._items) == before:
-            raise KeyError(name)
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        low = name.lower()
-        return any(k.lower() == low for k, _ in self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        seen: set[str] = set()
-        for k, _ in self._items:
-            if k.lower() not in seen:
-                seen.add(k.lower())
-                yield k
-
-    def __len__(self) -> int:
-        return len({k.lower() for k, _ in self._items})
-
-    def raw_items(self) -> list[tuple[str, str]]:
-        """Every (name, value) pair in order, repeated names included."""
-        return list(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
-
-
-@dataclass
-class Response:
-    """An HTTP response to the opening handshake."""
-
-    status: int
-    reason: str
-    headers: Headers
-    body: bytes = b""
-    http_version: str = "HTTP/1.1"
-
-    def __repr__(self) -> str:
-        return f"<Response [{self.status} {self.reason}]>"
 
 
 def parse_extension_header(values: list[str]) -> list[tuple[str, list[tuple[str, str | None]]]]:
@@ -152,10 +75,6 @@ def _split_commas(value: str) -> list[str]:
     return items
 
 
-def _tokens(values: list[str]) -> list[str]:
-    return [t.strip().lower() for v in values for t in v.split(",") if t.strip()]
-
-
 def _check_header_value(name: str, value: str) -> None:
     if not isinstance(name, str) or not isinstance(value, str):
         raise ValueError(f"header names and values must be str: {name!r}: {value!r}")
@@ -183,9 +102,9 @@ class ClientHandshake:
 
     response: Response | None = field(default=None, init=False)
     trailing_data: bytes = field(default=b"", init=False)
-    _buf: bytes = field(default=b"", init=False, repr=False)
-    _head: tuple[int, str, Headers, str] | None = field(default=None, init=False, repr=False)
-    _body_mode: str = field(default="eof", init=False, repr=False)
+    _reader: ResponseReader = field(
+        default_factory=lambda: ResponseReader(no_body=lambda status: status == 101), init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.subprotocols is not None:
@@ -234,71 +153,31 @@ class ClientHandshake:
     def receive_data(self, data: bytes) -> Response | None:
         """Feed response bytes; returns the response once its head (and, for a non-101,
         its bounded body) is complete. Raises ``HandshakeError`` on a malformed head."""
-        if self.response is not None:
-            self.trailing_data += data
-            return self.response
-        self._buf += data
-        if self._head is None:
-            idx = self._buf.find(b"\r\n\r\n")
-            if idx < 0:
-                if len(self._buf) > MAX_HEAD_SIZE:
-                    raise HandshakeError(f"the response head is larger than {MAX_HEAD_SIZE} bytes")
-                return None
-            if idx > MAX_HEAD_SIZE:
-                raise HandshakeError(f"the response head is larger than {MAX_HEAD_SIZE} bytes")
-            head = self._buf[:idx].decode("latin-1")
-            self._buf = self._buf[idx + 4 :]
-            self._head = _parse_head(head)
-            status, _, headers, version = self._head
-            if status == 101:
-                return self._finish(b"")
-            self._body_mode = _body_mode(status, headers, version)
-        return self._body_progress()
+        try:
+            return self._done(self._reader.receive_data(data))
+        except HTTPParseError as exc:
+            raise HandshakeError(f"the server's answer is not HTTP: {exc}") from exc
 
     @property
     def has_head(self) -> bool:
         """Whether the response head has arrived (its body may still be incomplete)."""
-        return self._head is not None
-
-    def _body_progress(self) -> Response | None:
-        """The body of a non-101 answer, bounded by MAX_BODY_SIZE: by Content-Length, by
-        chunks, until EOF, or nothing when the server keeps the connection open without
-        saying how long the body is."""
-        mode = self._body_mode
-        buf = self._buf
-        if mode == "none":
-            return self._finish(b"")
-        if mode == "chunked":
-            body, done = _dechunk(buf)
-            if done or len(body) >= MAX_BODY_SIZE:
-                return self._finish(body[:MAX_BODY_SIZE])
-            return None
-        if mode == "eof":
-            return self._finish(buf[:MAX_BODY_SIZE]) if len(buf) >= MAX_BODY_SIZE else None
-        length = min(int(mode), MAX_BODY_SIZE)
-        return self._finish(buf[:length]) if len(buf) >= length else None
+        return self._reader.has_head
 
     def receive_eof(self) -> Response:
         """The server closed the connection (or stopped answering within the timeout):
         returns what was received, or raises when not even a response head arrived."""
-        if self.response is not None:
-            return self.response
-        if self._head is None:
-            if not self._buf:
-                raise HandshakeError("the server closed the connection without answering")
-            raise HandshakeError("the server closed the connection in the middle of its answer")
-        if self._body_mode == "chunked":
-            return self._finish(_dechunk(self._buf)[0][:MAX_BODY_SIZE])
-        return self._finish(self._buf[:MAX_BODY_SIZE])
+        try:
+            response = self._done(self._reader.receive_eof())
+        except HTTPParseError as exc:
+            raise HandshakeError(str(exc).replace("the peer", "the server")) from exc
+        assert response is not None
+        return response
 
-    def _finish(self, body: bytes) -> Response:
-        assert self._head is not None
-        status, reason, headers, version = self._head
-        self.response = Response(status, reason, headers, body, version)
-        if status == 101:
-            self.trailing_data = self._buf
-        self._buf = b""
-        return self.response
+    def _done(self, response: Response | None) -> Response | None:
+        if response is not None:
+            self.response = response
+            self.trailing_data = self._reader.trailing_data if response.status == 101 else b""
+        return response
 
     def validate(self) -> tuple[str | None, PerMessageDeflate | None]:
         """Check the 101 response; returns (subprotocol, negotiated deflate codec or None).
@@ -315,9 +194,9 @@ class ClientHandshake:
                 response,
             )
         h = response.headers
-        if "websocket" not in _tokens(h.get_all("Upgrade")):
+        if "websocket" not in h.tokens("Upgrade"):
             raise HandshakeError(f"the response has no 'Upgrade: websocket' header (got {h.get('Upgrade')!r})")
-        if "upgrade" not in _tokens(h.get_all("Connection")):
+        if "upgrade" not in h.tokens("Connection"):
             raise HandshakeError(f"the response has no 'Connection: Upgrade' header (got {h.get('Connection')!r})")
         accepts = h.get_all("Sec-WebSocket-Accept")
         if len(accepts) != 1:
@@ -325,7 +204,7 @@ class ClientHandshake:
         if accepts[0].strip() != accept_key(self.key):
             raise HandshakeError("the Sec-WebSocket-Accept value does not match the key sent")
         subprotocol = None
-        protocols = _tokens(h.get_all("Sec-WebSocket-Protocol"))
+        protocols = h.tokens("Sec-WebSocket-Protocol")
         raw_protocols = [t.strip() for v in h.get_all("Sec-WebSocket-Protocol") for t in v.split(",") if t.strip()]
         if protocols:
             if len(raw_protocols) != 1:
@@ -343,72 +222,3 @@ class ClientHandshake:
             else:
                 raise HandshakeError(f"the server accepted extension {name!r}, which was not offered")
         return subprotocol, deflate
-
-
-def _body_mode(status: int, headers: Headers, version: str) -> str:
-    """How the body of a non-101 answer ends: "none", "chunked", "eof" or a length."""
-    if 100 <= status < 200 or status in (204, 304):
-        return "none"
-    if "chunked" in _tokens(headers.get_all("Transfer-Encoding")):
-        return "chunked"
-    length = headers.get("Content-Length")
-    if length is not None:
-        try:
-            return str(max(0, int(length.split(",")[0])))
-        except ValueError:
-            return "none"
-    if version == "HTTP/1.0" or "close" in _tokens(headers.get_all("Connection")):
-        return "eof"
-    return "none"  # kept open with no length: nothing more can be read as its body
-
-
-def _dechunk(data: bytes) -> tuple[bytes, bool]:
-    """Decode as much of a chunked body as ``data`` holds: (body so far, complete)."""
-    parts: list[bytes] = []
-    pos = 0
-    size_total = 0
-    while True:
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            return b"".join(parts), False
-        try:
-            size = int(data[pos:eol].split(b";", 1)[0].strip() or b"x", 16)
-        except ValueError:
-            return b"".join(parts), True  # malformed: keep what was decoded
-        if size == 0:
-            return b"".join(parts), True
-        start = eol + 2
-        chunk = data[start : start + size]
-        parts.append(chunk)
-        size_total += len(chunk)
-        if len(chunk) < size or size_total >= MAX_BODY_SIZE:
-            return b"".join(parts), size_total >= MAX_BODY_SIZE
-        pos = start + size + 2
-
-
-def _parse_head(head: str) -> tuple[int, str, Headers, str]:
-    lines = head.split("\r\n")
-    status_line = lines[0]
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise HandshakeError(f"malformed HTTP status line: {status_line[:100]!r}")
-    version = parts[0]
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise HandshakeError(f"malformed HTTP status line: {status_line[:100]!r}") from None
-    if not 100 <= status <= 999:
-        raise HandshakeError(f"malformed HTTP status code: {status}")
-    reason = parts[2] if len(parts) > 2 else ""
-    headers = Headers()
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            raise HandshakeError("obsolete line folding in the response head")
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN_RE.match(name):
-            raise HandshakeError(f"malformed header line: {line[:100]!r}")
-        headers.add(name, value.strip(" \t"))
-    return status, reason, headers, version
-

@@ -1,17 +1,10 @@
-"""The CONNECT request and the parsing of a proxy's answer head (no sockets)."""
+"""The CONNECT request (no sockets; the answer is read by wsclient.http11, tests/unit/test_http11.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from wsclient.exceptions import ProxyError
-from wsclient.proxy.tunnel import (
-    ProxyResponse,
-    _header_items,
-    build_connect_request,
-    connect_authority,
-    parse_response_head,
-)
+from wsclient.proxy.tunnel import ProxyResponse, build_connect_request, connect_authority
 
 
 def test_connect_authority() -> None:
@@ -56,54 +49,31 @@ def test_user_host_header_replaces_ours() -> None:
         {"X": 1},
     ],
 )
-def test_header_injection_refused(headers: dict[str, object]) -> None:
+def test_proxy_header_injection_refused_at_the_edge(headers: dict[str, object]) -> None:
+    from wsclient.transport.options import parse_request_options
+
     with pytest.raises(ValueError):
-        _header_items(headers)
+        parse_request_options(
+            {"proxy_headers": headers}, tls_options={}, disable_nagle_algorithm=True, default_timeout=1
+        )
 
 
-def test_header_items_forms() -> None:
-    assert _header_items(None) == []
-    assert _header_items({"A": "1"}) == [("A", "1")]
-    assert _header_items([("A", "1"), ("A", "2")]) == [("A", "1"), ("A", "2")]
-    assert _header_items({"A": b"v"}) == [("A", "v")]
+def test_request_options_parsed_once_into_typed_options() -> None:
+    from wsclient.transport.options import parse_request_options
 
-
-def test_parse_head() -> None:
-    head = parse_response_head(
-        b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-        b"Proxy-Authenticate: NTLM\r\n"
-        b'proxy-authenticate: Basic realm="x"\r\n'
-        b"Content-Length: 12\r\n"
-        b"X-Folded: a\r\n  b"
+    opts = parse_request_options(
+        {"proxy_headers": {"A": b"v"}, "proxy": "http://u:pw@p:1", "timeout": 3, "socket_options": [(1, 2, 3)]},
+        tls_options={"server_hostname": "sni.example"},
+        disable_nagle_algorithm=False,
+        default_timeout=10,
     )
-    assert head.status == 407 and head.reason == "Proxy Authentication Required"
-    assert head.version == (1, 1)
-    assert head.headers.get_all("Proxy-Authenticate") == ["NTLM", 'Basic realm="x"']
-    assert head.headers["content-length"] == "12"
-    assert head.headers["X-Folded"] == "a b"
-
-
-def test_parse_head_bare_lf_and_no_reason() -> None:
-    head = parse_response_head(b"HTTP/1.0 200\nX: y")
-    assert head.status == 200 and head.reason == "" and head.version == (1, 0)
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"SSH-2.0-OpenSSH_9.2",
-        b"HTTP/1.1 20 OK",
-        b"HTTP/1.1 OK",
-        b"HTTP/2 200",
-        b"\x16\x03\x01\x00\xa5",
-        b"HTTP/1.1 200 OK\r\nno colon here",
-        b"HTTP/1.1 200 OK\r\nBad Name: x",
-        b"HTTP/1.1 200 OK\r\n folded-first: x",
-    ],
-)
-def test_parse_head_garbage(head: bytes) -> None:
-    with pytest.raises(ProxyError):
-        parse_response_head(head)
+    assert opts.proxy_headers == (("A", "v"),) and opts.proxy == "http://u:pw@p:1" and opts.timeout == 3
+    assert opts.socket_options == ((1, 2, 3),) and opts.server_hostname == "sni.example"
+    assert "pw" not in repr(opts)
+    with pytest.raises(TypeError, match="'proxy_verfy'"):
+        parse_request_options({"proxy_verfy": False}, tls_options={}, disable_nagle_algorithm=True, default_timeout=1)
+    with pytest.raises(ValueError, match="'wws'"):
+        parse_request_options({"proxies": {"wws": "x"}}, tls_options={}, disable_nagle_algorithm=True, default_timeout=1)
 
 
 def test_proxy_response_is_the_public_response() -> None:

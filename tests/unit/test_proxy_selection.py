@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from wsclient.exceptions import InvalidURL
-from wsclient.proxy import ProxyURL, no_proxy_matches, parse_proxy_url, redact_url, select_proxy
+from wsclient.exceptions import InvalidURL, ProxyError
+from wsclient.proxy import ProxySelection, ProxyURL, no_proxy_matches, parse_proxy_url, redact_url
+from wsclient.proxy import select_proxy as select
 from wsclient.uri import parse_uri
 
 WS = parse_uri("ws://example.com/feed")
 WSS = parse_uri("wss://example.com/feed")
+
+
+def select_proxy(*args: Any, **kwargs: Any) -> Any:
+    """The single candidate of a selection (every non-PAC selection has exactly one)."""
+    selection = select(*args, **kwargs)
+    assert isinstance(selection, ProxySelection) and len(selection.candidates) == 1 and selection.source
+    return selection.proxy
 
 
 # --------------------------------------------------------------------------- ProxyURL
@@ -311,3 +321,102 @@ def test_no_proxy_with_ipv6_uri() -> None:
     assert select_proxy(uri, proxies=proxies, trust_env=False, request_proxy=None) is None
     proxies["no_proxy"] = "::1/128"
     assert select_proxy(uri, proxies=proxies, trust_env=False, request_proxy=None) is None
+
+
+# --------------------------------------------------------------------------- why: the source
+
+
+def source(uri: Any = WS, **kwargs: Any) -> str:
+    kwargs.setdefault("proxies", None)
+    kwargs.setdefault("trust_env", True)
+    kwargs.setdefault("request_proxy", None)
+    return str(select(uri, **kwargs).source)
+
+
+def test_sources_say_why() -> None:
+    assert source(request_proxy="http://u:secret@r:1") == "request_options['proxy']"
+    assert source(request_proxy="") == "request_options['proxy'] is empty (direct)"
+    assert source(WSS, proxies={"wss": "http://a:1", "all": "http://b:2"}) == "proxies['wss']"
+    assert source(WSS, proxies={"https": "http://a:1"}) == "proxies['https']"
+    assert source(proxies={"ws": ""}) == "proxies['ws'] is empty"
+    assert source(proxies={}) == "no proxies entry for ws:// (direct)"
+    no_proxy = {"all": "http://a:1", "no_proxy": "other, .example.com"}
+    assert source(proxies=no_proxy) == "proxies['no_proxy'] entry '.example.com' matched"
+    env = {"https_proxy": "http://u:secret@p:1", "NO_PROXY": ".corp"}
+    assert source(WSS, environ=env) == "environment variable https_proxy"
+    assert source(WSS, environ={"HTTPS_PROXY": "http://p:1"}) == "environment variable HTTPS_PROXY"
+    assert source(parse_uri("wss://x.corp"), environ=env) == "NO_PROXY entry '.corp' matched"
+    assert source(environ={}) == "no proxy configured"
+    assert source(trust_env=False) == "no proxy configured (trust_env=False)"
+
+
+def test_sources_never_show_credentials() -> None:
+    env = {"ALL_PROXY": "http://user:Hidden-Pw@p:1"}
+    selection = select(WS, proxies=None, trust_env=True, request_proxy=None, environ=env)
+    assert "Hidden-Pw" not in selection.source and "Hidden-Pw" not in repr(selection)
+
+
+@pytest.mark.parametrize("key", ["wws", "HTTP", "socks", "ftp://example.com", "ws://", "noproxy", ""])
+def test_unknown_proxies_key_is_value_error(key: str) -> None:
+    with pytest.raises(ValueError, match=repr(key)):
+        select(WS, proxies={key: "http://a:1"}, trust_env=True, request_proxy=None)
+
+
+def test_all_documented_keys_are_accepted() -> None:
+    proxies = {
+        "ws": "http://a:1", "wss": "http://a:1", "http": "http://a:1", "https": "http://a:1",
+        "all": "http://a:1", "ws://h": "http://a:1", "all://h": "http://a:1", "no_proxy": "x", "pac": "file:///p",
+    }
+    assert select(WS, proxies=proxies, trust_env=True, request_proxy=None).proxy == ProxyURL("http", "a", 1)
+
+
+def test_pac_key_goes_to_the_pac_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsclient.proxy import pac
+
+    seen: list[Any] = []
+
+    def fake(pac_url: str, uri: Any, deadline: Any, options: Any) -> tuple[tuple[Any, ...], str]:
+        seen.append((pac_url, uri.host))
+        return (ProxyURL("http", "pacproxy", 8080), None), "PAC file http://wpad/proxy.pac"
+
+    monkeypatch.setattr(pac, "resolve_pac", fake)
+    selection = select(WS, proxies={"pac": "http://wpad/proxy.pac"}, trust_env=True, request_proxy=None)
+    assert selection.candidates == (ProxyURL("http", "pacproxy", 8080), None)
+    assert selection.source == "PAC file http://wpad/proxy.pac" and seen == [("http://wpad/proxy.pac", "example.com")]
+    # no_proxy is applied before the PAC is consulted.
+    exempt = select(WS, proxies={"pac": "http://wpad/p", "no_proxy": "example.com"}, trust_env=True, request_proxy=None)
+    assert exempt.candidates == (None,) and len(seen) == 1
+
+
+def test_pac_failure_is_an_error_never_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsclient.proxy import pac
+
+    def broken(*args: Any) -> Any:
+        raise ProxyError("cannot fetch the PAC file http://wpad/p")
+
+    monkeypatch.setattr(pac, "resolve_pac", broken)
+    with pytest.raises(ProxyError, match="PAC"):
+        select(WS, proxies={"pac": "http://wpad/p"}, trust_env=True, request_proxy=None)
+
+
+def _clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ws_proxy", "wss_proxy", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_os_settings_when_no_variable_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": "http://osproxy:8080"})
+    monkeypatch.setattr(urllib.request, "proxy_bypass", lambda host: host == "intranet")
+    chosen = select(WSS, proxies=None, trust_env=True, request_proxy=None)
+    assert chosen.candidates == (ProxyURL("http", "osproxy", 8080),) and chosen.source == "OS proxy settings"
+    bypassed = select(parse_uri("wss://intranet"), proxies=None, trust_env=True, request_proxy=None)
+    assert bypassed.candidates == (None,) and "bypassed" in bypassed.source
+    assert select(WS, proxies=None, trust_env=True, request_proxy=None).candidates == (None,)  # no "http" entry
+    # The environment's rules come first, and trust_env=False reads neither.
+    monkeypatch.setenv("HTTPS_PROXY", "http://envproxy:1")
+    assert select(WSS, proxies=None, trust_env=True, request_proxy=None).proxy == ProxyURL("http", "envproxy", 1)
+    assert select(WSS, proxies=None, trust_env=False, request_proxy=None).candidates == (None,)

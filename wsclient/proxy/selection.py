@@ -9,9 +9,11 @@ Precedence, highest first (``docs/proxies.md`` has the long form):
    ``"all://<host>"``, ``"all"``, first present wins; a present key whose value is empty or
    ``None`` means a direct connection. Only the mapping's own ``"no_proxy"`` exempts hosts;
    the environment is not read at all.
+   A ``"pac"`` key (and no key for the URL) hands the choice to the PAC file.
 3. ``trust_env=True``: ``WS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` for ``ws://``,
    ``WSS_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` for ``wss://``, either case with the
-   lower-case one winning, and ``NO_PROXY`` / ``no_proxy`` exempting hosts.
+   lower-case one winning, and ``NO_PROXY`` / ``no_proxy`` exempting hosts; when none is
+   set, the operating system's settings (``urllib.request.getproxies``/``proxy_bypass``).
 4. Otherwise a direct connection.
 """
 
@@ -20,25 +22,57 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .._net import Deadline
 from ..uri import WSURI
 from .url import ProxyURL, parse_proxy_url
 
-__all__ = ["environment_proxy", "no_proxy_matches", "select_proxy"]
+__all__ = ["ProxySelection", "check_proxies_keys", "no_proxy_matches", "select_proxy"]
 
 logger = logging.getLogger("wsclient.proxy")
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Environment variables per target scheme, in order of preference (API.md section 1).
+# Environment variables per target scheme, in order of preference .
 _ENV_CHAIN: dict[str, tuple[str, ...]] = {
     "ws": ("ws_proxy", "http_proxy", "all_proxy"),
     "wss": ("wss_proxy", "https_proxy", "all_proxy"),
 }
 # Keys of a ``proxies=`` mapping that stand in for a missing ws/wss key.
 _HTTP_FALLBACK = {"ws": "http", "wss": "https"}
+# The keys a ``proxies=`` mapping may hold, besides "<scheme>://<host>" .
+_KEYS = frozenset({"ws", "wss", "http", "https", "all", "no_proxy", "pac"})
+_URL_KEY_SCHEMES = frozenset({"ws", "wss", "http", "https", "all"})
+
+
+@dataclass(frozen=True)
+class ProxySelection:
+    """The proxy choice for one connection: the candidates to try in order (``None`` is a
+    direct connection) and ``source``, a sentence saying why (never a credential)."""
+
+    candidates: tuple[ProxyURL | None, ...]
+    source: str
+
+    @property
+    def proxy(self) -> ProxyURL | None:
+        """The first candidate."""
+        return self.candidates[0]
+
+
+def check_proxies_keys(proxies: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` naming a ``proxies=`` key wsclient does not understand."""
+    for key in proxies:
+        if not isinstance(key, str):
+            raise ValueError(f"proxies keys must be str, not {key!r}")
+        scheme, sep, host = key.partition("://")
+        if (sep and scheme in _URL_KEY_SCHEMES and host) or (not sep and key in _KEYS):
+            continue
+        raise ValueError(
+            f"unknown proxies key {key!r}: use ws, wss, http, https, all, <scheme>://<host>, no_proxy or pac"
+        )
 
 
 def select_proxy(
@@ -48,45 +82,81 @@ def select_proxy(
     trust_env: bool,
     request_proxy: str | None,
     environ: Mapping[str, str] | None = None,
-) -> ProxyURL | None:
-    """Choose the proxy for a connection to ``uri``, or ``None`` for a direct connection.
+    deadline: Deadline | None = None,
+    options: object = None,
+) -> ProxySelection:
+    """Choose the proxy candidates for a connection to ``uri``.
 
     Args:
         uri: the parsed WebSocket URL.
         proxies: the ``proxies=`` mapping (``"ws"``, ``"wss"``, ``"all"``, ``"no_proxy"``,
-            also ``"http"``/``"https"`` and ``"<scheme>://<host>"`` keys), or ``None``.
-        trust_env: read the environment when ``proxies`` is ``None``.
+            ``"pac"``, also ``"http"``/``"https"`` and ``"<scheme>://<host>"`` keys), or None.
+        trust_env: read the environment (then the OS settings) when ``proxies`` is None.
         request_proxy: ``request_options["proxy"]``; ``""`` forces a direct connection.
-        environ: the environment to read (``os.environ`` when ``None``).
+        environ: the environment to read (``os.environ`` when None).
+        deadline, options: handed to the PAC evaluation (``proxies["pac"]``).
 
     Raises:
         InvalidURL: the chosen proxy URL is unusable (unsupported scheme, no host, ...).
+        ValueError: an unknown ``proxies`` key.
+        ProxyError: a PAC file that cannot be fetched or evaluated.
     """
     if request_proxy is not None:
         if not request_proxy:
-            return None
-        return parse_proxy_url(request_proxy)
+            return ProxySelection((None,), "request_options['proxy'] is empty (direct)")
+        return ProxySelection((parse_proxy_url(request_proxy),), "request_options['proxy']")
     if proxies is not None:
-        url = _from_mapping(uri, proxies)
+        check_proxies_keys(proxies)
+        key, url = _from_mapping(uri, proxies)
+        exempt = proxies.get("no_proxy") or ""
+        if (url or "pac" in proxies) and no_proxy_matches(uri.host, uri.port, exempt):
+            return ProxySelection((None,), f"proxies['no_proxy'] {_matched(uri, exempt)} matched")
+        if key is None and proxies.get("pac"):
+            from .pac import resolve_pac
+
+            candidates, why = resolve_pac(str(proxies["pac"]), uri, deadline or Deadline(None), options)
+            return ProxySelection(candidates, why)
         if not url:
-            return None
-        if no_proxy_matches(uri.host, uri.port, proxies.get("no_proxy") or ""):
-            logger.debug("%s is exempt from the proxy by proxies['no_proxy']", uri.host)
-            return None
-        return parse_proxy_url(url)
+            why = f"proxies[{key!r}] is empty" if key else f"no proxies entry for {uri.scheme}:// (direct)"
+            return ProxySelection((None,), why)
+        return ProxySelection((parse_proxy_url(url),), f"proxies[{key!r}]")
     if not trust_env:
-        return None
+        return ProxySelection((None,), "no proxy configured (trust_env=False)")
     env = os.environ if environ is None else environ
-    url = environment_proxy(uri.scheme, env)
+    name, url = _environment(uri.scheme, env)
+    if url:
+        exempt = _env_value(env, "no_proxy") or ""
+        if no_proxy_matches(uri.host, uri.port, exempt):
+            return ProxySelection((None,), f"NO_PROXY {_matched(uri, exempt)} matched")
+        return ProxySelection((parse_proxy_url(url),), f"environment variable {name}")
+    if environ is None:
+        system = _system_proxy(uri)
+        if system is not None:
+            return system
+    return ProxySelection((None,), "no proxy configured")
+
+
+def _system_proxy(uri: WSURI) -> ProxySelection | None:
+    """The operating system's proxy settings (Windows registry, macOS System Configuration;
+    on other systems urllib reads only the environment, already consulted)."""
+    found = urllib.request.getproxies()
+    url = found.get(_HTTP_FALLBACK[uri.scheme]) or found.get("all")
     if not url:
         return None
-    if no_proxy_matches(uri.host, uri.port, _env_value(env, "no_proxy") or ""):
-        logger.debug("%s is exempt from the proxy by NO_PROXY", uri.host)
-        return None
-    return parse_proxy_url(url)
+    if urllib.request.proxy_bypass(uri.host):
+        return ProxySelection((None,), "OS proxy settings: bypassed for this host")
+    return ProxySelection((parse_proxy_url(url),), "OS proxy settings")
 
 
-def _from_mapping(uri: WSURI, proxies: Mapping[str, str | None]) -> str | None:
+def _matched(uri: WSURI, no_proxy: str) -> str:
+    """The first ``NO_PROXY`` entry that exempts ``uri``, quoted, for ``source``."""
+    for entry in _entries(no_proxy):
+        if no_proxy_matches(uri.host, uri.port, entry):
+            return f"entry {entry!r}"
+    return "entry"
+
+
+def _from_mapping(uri: WSURI, proxies: Mapping[str, str | None]) -> tuple[str | None, str | None]:
     scheme = uri.scheme
     host = uri.host.lower()
     keys = (
@@ -98,8 +168,8 @@ def _from_mapping(uri: WSURI, proxies: Mapping[str, str | None]) -> str | None:
     )
     for key in keys:
         if key in proxies:
-            return proxies[key] or None
-    return None
+            return key, proxies[key] or None
+    return None, None
 
 
 def _env_value(env: Mapping[str, str], name: str) -> str | None:
@@ -116,14 +186,14 @@ def _env_value(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name.upper()) or None
 
 
-def environment_proxy(scheme: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy URL the environment names for a ``ws`` or ``wss`` target, or ``None``."""
-    env = os.environ if environ is None else environ
+def _environment(scheme: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(the variable's name as set, its value) of the first proxy variable set for ``scheme``."""
     for name in _ENV_CHAIN[scheme]:
         value = _env_value(env, name)
         if value:
-            return value.strip()
-    return None
+            shown = name if env.get(name) else name.upper()
+            return shown, value.strip()
+    return None, None
 
 
 @dataclass(frozen=True)

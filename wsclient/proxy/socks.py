@@ -14,6 +14,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._net import (
+    Deadline,
+    OnSocket,
+    Trace,
+    TransportOptions,
+    UnreachableProxy,
+    UnreachableTimeout,
+    map_errors,
+    tcp_socket_options,
+)
 from ..exceptions import ConnectFailed, ConnectTimeout, ProxyAuthenticationRequired, ProxyError
 from .url import ProxyURL
 
@@ -45,9 +55,11 @@ def open_socks_tunnel(
     host: str,
     port: int,
     *,
-    deadline: float,
-    options: Any,
-    on_socket: Callable[[Any], None] | None = None,
+    deadline: Deadline,
+    options: TransportOptions,
+    on_socket: OnSocket | None = None,
+    trace: Trace | None = None,
+    attempt_timeout: float | None = None,
 ) -> socket.socket:
     """Connect to ``host:port`` through the SOCKS proxy ``proxy``.
 
@@ -67,50 +79,46 @@ def open_socks_tunnel(
         raise ProxyError(f"SOCKS4 cannot reach the IPv6 address {host}: use a socks5:// or socks5h:// proxy")
     if proxy.scheme == "socks4" and not _is_ip(host):
         # SOCKS4 carries an IPv4 address only: resolve here, with a clear error.
-        try:
+        started = time.monotonic()
+        with map_errors({socket.gaierror: lambda e: ConnectFailed(f"cannot resolve {host!r} for the SOCKS4 proxy: {e.strerror}")}):
             infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise ConnectFailed(f"cannot resolve {host!r} for the SOCKS4 proxy: {exc.strerror}") from exc
+        if trace is not None:
+            addresses = [info[4][0] for info in infos]
+            trace("dns", {"host": host, "addresses": addresses, "seconds": time.monotonic() - started})
         host = str(infos[0][4][0])
     if is_socks4 and proxy.password:
         logger.debug("SOCKS4 has no passwords: only the user name is sent to %s", proxy)
-    proxy_type = pysocks.SOCKS4 if is_socks4 else pysocks.SOCKS5
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ConnectTimeout(f"timed out before connecting to the proxy {proxy}")
-    opts = list(getattr(options, "socket_options", None) or [])
-    if getattr(options, "disable_nagle_algorithm", True):
-        opts.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    bound = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
+    left = bound.timeout(f"before connecting to the proxy {proxy}")
     logger.debug("SOCKS connect to %s:%d through %s", host, port, proxy)
-    try:
+    started = time.monotonic()
+    with map_errors(
+        {
+            pysocks.ProxyError: lambda e: _translate(pysocks, e, proxy, host, port),
+            socket.gaierror: lambda e: UnreachableProxy(f"cannot resolve the proxy host {proxy.host!r}"),
+            TimeoutError: lambda e: UnreachableTimeout(f"timed out connecting to the proxy {proxy}"),
+            OSError: lambda e: UnreachableProxy(f"cannot connect to the proxy {proxy}: {e}"),
+        }
+    ):
         sock = _socks_connect(
             pysocks,
             proxy,
             (host, port),
             timeout=left,
-            source_address=getattr(options, "source_address", None),
-            proxy_type=proxy_type,
+            source_address=options.source_address,
+            proxy_type=pysocks.SOCKS4 if is_socks4 else pysocks.SOCKS5,
             remote_dns=remote_dns,
             password=proxy.password if not is_socks4 else None,
-            socket_options=opts,
+            socket_options=tcp_socket_options(options.socket_options, options.disable_nagle_algorithm),
             on_socket=on_socket,
+            trace=trace,
         )
-    except pysocks.ProxyError as exc:
-        raise _translate(pysocks, exc, proxy, host, port) from exc
-    except socket.gaierror as exc:
-        raise ProxyError(f"cannot resolve the proxy host {proxy.host!r}") from exc
-    except TimeoutError as exc:
-        raise ConnectTimeout(f"timed out connecting to the proxy {proxy}") from exc
-    except OSError as exc:
-        raise ProxyError(f"cannot connect to the proxy {proxy}: {exc}") from exc
     # Hand back a plain socket: PySocks' getpeername() names the target, ours the proxy.
     family, kind, proto = sock.family, sock.type, sock.proto
     plain = socket.socket(family, kind, proto, fileno=sock.detach())
-    try:
-        plain.settimeout(max(deadline - time.monotonic(), 0.001))
-    except OSError:
-        plain.close()
-        raise
+    if trace is not None:
+        version = "SOCKS4" if is_socks4 else "SOCKS5"
+        trace("proxy_connect", {"socks": version, "address": plain.getpeername()[:2], "seconds": time.monotonic() - started})
     if on_socket is not None:
         on_socket(plain)
     return plain
@@ -121,18 +129,24 @@ def _socks_connect(
     proxy: ProxyURL,
     target: tuple[str, int],
     *,
-    timeout: float,
+    timeout: float | None,
     source_address: tuple[str, int] | None,
     proxy_type: int,
     remote_dns: bool,
     password: str | None,
     socket_options: list[tuple[int, int, Any]],
     on_socket: Callable[[Any], None] | None,
+    trace: Trace | None,
 ) -> Any:
     """PySocks' ``create_connection``, but each socket goes to ``on_socket`` before it
     connects, so that ``abort()`` can shut it down during the SOCKS negotiation."""
     error: BaseException | None = None
-    for family, kind, proto, _, _ in socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM):
+    started = time.monotonic()
+    infos = socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM)
+    if trace is not None:
+        addresses = [info[4][0] for info in infos]
+        trace("dns", {"host": proxy.host, "addresses": addresses, "seconds": time.monotonic() - started})
+    for family, kind, proto, _, _ in infos:
         sock = pysocks.socksocket(family, kind, proto)
         try:
             for level, name, value in socket_options:
@@ -169,11 +183,13 @@ def _translate(pysocks: Any, exc: BaseException, proxy: ProxyURL, host: str, por
         )
     if isinstance(exc, (pysocks.SOCKS5Error, pysocks.SOCKS4Error)):
         return ProxyError(f"the SOCKS proxy {proxy} refused the connection to {host}:{port}: {_reason(exc)}")
+    if isinstance(exc, pysocks.ProxyConnectionError):
+        if isinstance(inner, TimeoutError):
+            return UnreachableTimeout(f"timed out connecting to the proxy {proxy}")
+        reason = inner.strerror if isinstance(inner, OSError) and inner.strerror else inner or _reason(exc)
+        return UnreachableProxy(f"cannot connect to the proxy {proxy}: {reason}")
     if isinstance(inner, TimeoutError):
         return ConnectTimeout(f"timed out talking to the SOCKS proxy {proxy}")
-    if isinstance(exc, pysocks.ProxyConnectionError):
-        reason = getattr(inner, "strerror", None) or inner or _reason(exc)
-        return ProxyError(f"cannot connect to the proxy {proxy}: {reason}")
     if isinstance(inner, socket.gaierror):
         return ConnectFailed(f"cannot resolve {host!r} for the SOCKS proxy: {inner.strerror}")
     return ProxyError(f"the SOCKS proxy {proxy} failed: {_reason(exc)}")

@@ -14,9 +14,9 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from typing import Any, Protocol
 
+from .._net import Deadline, map_errors
 from ..exceptions import ConnectTimeout, TLSError
 
 __all__ = ["ReplayStream", "Stream", "TLSInTLSStream", "wrap_tls_in_tls"]
@@ -316,23 +316,16 @@ class TLSInTLSStream(_SocketDelegate):
         return f"<TLSInTLSStream {self._ssl.server_hostname!r} via {self._sock!r}>"
 
 
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ConnectTimeout("timed out during the TLS handshake through the proxy")
-    return left
-
-
 def wrap_tls_in_tls(
     stream: Any,
     ssl_context: ssl.SSLContext,
     server_hostname: str | None,
-    deadline: float,
+    deadline: Deadline,
 ) -> TLSInTLSStream:
     """Do the target's TLS handshake inside ``stream`` (the TLS connection to the proxy).
 
     ``ssl_context`` is the target's context (its ``check_hostname`` and ``verify_mode``
-    apply); ``deadline`` is a ``time.monotonic()`` instant.
+    apply).
 
     Raises:
         ConnectTimeout: the handshake did not finish before ``deadline``.
@@ -341,55 +334,46 @@ def wrap_tls_in_tls(
     """
     incoming = ssl.MemoryBIO()
     outgoing = ssl.MemoryBIO()
+    name = server_hostname or "the server"
+    what = "in the TLS handshake through the proxy"
     try:
-        ssl_object = ssl_context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
-        while True:
-            try:
-                ssl_object.do_handshake()
-                done = True
-            except ssl.SSLWantReadError:
-                done = False
-            data = outgoing.read()
-            if data:
-                stream.settimeout(_remaining(deadline))
-                stream.sendall(data)
-            if done:
-                break
-            stream.settimeout(_remaining(deadline))
-            data = stream.recv(TLSInTLSStream._RECV_SIZE)
-            if data:
-                incoming.write(data)
-            else:
-                incoming.write_eof()
-    except ConnectTimeout:
+        with map_errors(
+            {
+                ssl.SSLCertVerificationError: lambda e: TLSError(
+                    f"TLS certificate of {name} (through the proxy) could not be verified: "
+                    f"{e.verify_message or e.reason}"
+                ),
+                ssl.SSLEOFError: lambda e: TLSError(
+                    f"the connection through the proxy closed during the TLS handshake with {name}"
+                ),
+                ssl.SSLError: lambda e: TLSError(f"TLS handshake with {name} through the proxy failed: {e.reason or e}"),
+                TimeoutError: lambda e: ConnectTimeout(f"timed out {what}"),
+                OSError: lambda e: TLSError(
+                    f"the connection through the proxy failed during the TLS handshake with {name}: {e}"
+                ),
+            }
+        ):
+            ssl_object = ssl_context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+            while True:
+                try:
+                    ssl_object.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
+                data = outgoing.read()
+                if data:
+                    stream.settimeout(deadline.timeout(what))
+                    stream.sendall(data)
+                if done:
+                    break
+                stream.settimeout(deadline.timeout(what))
+                data = stream.recv(TLSInTLSStream._RECV_SIZE)
+                if data:
+                    incoming.write(data)
+                else:
+                    incoming.write_eof()
+    except BaseException:
         stream.close()
         raise
-    except ssl.SSLCertVerificationError as exc:
-        stream.close()
-        raise TLSError(
-            f"TLS certificate of {server_hostname or 'the server'} (through the proxy) "
-            f"could not be verified: {exc.verify_message or exc.reason}"
-        ) from exc
-    except ssl.SSLEOFError as exc:
-        stream.close()
-        raise TLSError(
-            f"the connection through the proxy closed during the TLS handshake with "
-            f"{server_hostname or 'the server'}"
-        ) from exc
-    except ssl.SSLError as exc:
-        stream.close()
-        raise TLSError(
-            f"TLS handshake with {server_hostname or 'the server'} through the proxy "
-            f"failed: {exc.reason or exc}"
-        ) from exc
-    except TimeoutError as exc:
-        stream.close()
-        raise ConnectTimeout("timed out during the TLS handshake through the proxy") from exc
-    except OSError as exc:
-        stream.close()
-        raise TLSError(
-            f"the connection through the proxy failed during the TLS handshake with "
-            f"{server_hostname or 'the server'}: {exc}"
-        ) from exc
     logger.debug("TLS-in-TLS with %s established (%s)", server_hostname, ssl_object.version())
     return TLSInTLSStream(stream, ssl_object, incoming, outgoing)

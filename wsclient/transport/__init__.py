@@ -1,150 +1,191 @@
-"""Opening the byte stream under a WebSocket: TCP (through urllib3), proxies, TLS.
+"""Opening the byte stream under a WebSocket: the proxy choice, TCP, the tunnel, TLS.
 
-:func:`open_stream` is the one place where foreign errors (``OSError``, ``ssl.SSLError``,
-urllib3's exceptions) become wsclient's ``ConnectFailed`` subclasses.
+:func:`open_stream` tries the proxy candidates in order within the one deadline; each
+boundary maps foreign errors (``OSError``, ``ssl.SSLError``) to wsclient's ``ConnectFailed``
+subclasses with :func:`~wsclient._net.map_errors`. Depends on ``wsclient.proxy`` (never the
+reverse).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import time
-from collections.abc import Callable
 from typing import Any
 
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    LocationParseError,
-    NameResolutionError,
-    NewConnectionError,
+from .._net import (
+    Deadline,
+    OnSocket,
+    Trace,
+    TransportOptions,
+    Unreachable,
+    map_errors,
+    open_tcp,
+    tcp_socket_options,
+    tls_info,
 )
-from urllib3.util.connection import create_connection
-
-from ..exceptions import ConnectFailed, ConnectTimeout, InvalidURL, TLSError, WebSocketError
+from ..exceptions import ConnectTimeout, TLSError
+from ..proxy import ProxyURL, needs_tls_in_tls, redact_url, select_proxy, wrap_tls_in_tls
+from ..proxy import open_tunnel as _open_tunnel
 from ..uri import WSURI
-from .options import TransportOptions
+from .options import parse_request_options
 from .tls import make_ssl_context
 
-__all__ = ["TransportOptions", "make_ssl_context", "open_stream", "remaining", "translate_error"]
+__all__ = ["Deadline", "TransportOptions", "describe_trust", "make_ssl_context", "open_stream", "parse_request_options"]
 
 logger = logging.getLogger("wsclient.transport")
 
 
-def remaining(deadline: float) -> float:
-    """Seconds left before ``deadline``; raises ``ConnectTimeout`` when none are."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ConnectTimeout("the opening handshake timed out")
-    return left
+def describe_trust(verify: bool | str | ssl.SSLContext | None) -> str:
+    """Which trust source verifies a certificate, in words (the "trust_source" traced)."""
+    if verify is False:
+        return "none (verify=False: the certificate is not checked)"
+    if isinstance(verify, ssl.SSLContext):
+        return "the ssl.SSLContext given"
+    if isinstance(verify, str):
+        return f"the CA bundle {verify}"
+    return "certifi's CA roots"
 
 
-def translate_error(exc: BaseException, what: str) -> WebSocketError:
-    """Map a foreign exception raised while opening to the matching ``ConnectFailed``."""
-    if isinstance(exc, WebSocketError):
-        return exc
-    if isinstance(exc, (socket.timeout, TimeoutError, ConnectTimeoutError)):
-        return ConnectTimeout(f"{what}: timed out")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSError(f"{what}: certificate verification failed: {exc.verify_message or exc}")
-    if isinstance(exc, ssl.CertificateError):
-        return TLSError(f"{what}: {exc}")
-    if isinstance(exc, ssl.SSLError):
-        return TLSError(f"{what}: TLS error: {exc.reason or exc}")
-    if isinstance(exc, (NameResolutionError, socket.gaierror)):
-        return ConnectFailed(f"{what}: could not resolve the host name ({exc})")
-    if isinstance(exc, LocationParseError):
-        return InvalidURL(f"{what}: {exc}")
-    if isinstance(exc, NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, (socket.timeout, TimeoutError)):
-            return ConnectTimeout(f"{what}: timed out")
-        return ConnectFailed(f"{what}: {cause or exc}")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectFailed(f"{what}: connection refused")
-    if isinstance(exc, OSError):
-        return ConnectFailed(f"{what}: {exc.strerror or exc}")
-    return ConnectFailed(f"{what}: {exc!r}")
+def _tls_errors(what: str) -> dict[type[BaseException], Any]:
+    # ssl.CertificateError is the same class as ssl.SSLCertVerificationError.
+    return {
+        ssl.SSLCertVerificationError: lambda e: TLSError(
+            f"{what}: certificate verification failed: {e.verify_message or e}"
+        ),
+        TimeoutError: lambda e: ConnectTimeout(f"{what}: timed out in the TLS handshake"),
+        ssl.SSLError: lambda e: TLSError(f"{what}: TLS error: {e.reason or e}"),
+        OSError: lambda e: TLSError(f"{what}: the connection failed during the TLS handshake: {e.strerror or e}"),
+    }
 
 
 def open_stream(
     uri: WSURI,
     options: TransportOptions,
-    deadline: float,
+    deadline: Deadline,
     *,
-    on_socket: Callable[[Any], None] | None = None,
+    on_socket: OnSocket | None = None,
+    trace: Trace | None = None,
 ) -> Any:
     """Open TCP (directly or through a proxy) and, for ``wss://``, TLS to the target.
 
-    ``on_socket`` is called with each socket as soon as it exists, so that ``abort()`` can
-    close it from another thread. Returns a connected stream (socket or TLS socket) in
-    blocking mode with no timeout set.
+    The proxy candidates are tried in order: a candidate that cannot be reached (not
+    resolvable, refused, silent at TCP) gives way to the next, each getting a fair share of
+    the time left; any other failure (a 407, a refusal, TLS) is final. ``on_socket`` is
+    called with each socket as soon as it exists, so that ``abort()`` can close it from
+    another thread; ``trace(stage, info)`` when each stage ends ("proxy", "dns", "tcp",
+    "proxy_tls", "proxy_connect", "tls"). Returns a connected stream in blocking mode with
+    no timeout set.
 
     Raises:
         ConnectFailed: or one of its subclasses; ``__cause__`` is the original error.
     """
-    from .. import proxy as proxy_mod
-
-    request_proxy = options.request_options.get("proxy")
-    proxy = proxy_mod.select_proxy(
-        uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=request_proxy
+    selection = select_proxy(
+        uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=options.proxy,
+        deadline=deadline, options=options,
     )
-    target = f"{uri.host}:{uri.port}"
-    sock: Any = None
+    if trace is not None:
+        first = selection.proxy
+        shown = [redact_url(str(c)) if c else None for c in selection.candidates]
+        info = {
+            "proxy": str(first) if first else None,
+            "source": selection.source,
+            "candidates": shown,
+            "credentials": bool(first and first.has_credentials),
+        }
+        trace("proxy", info)
+    candidates = selection.candidates
+    for index, proxy in enumerate(candidates):
+        left = len(candidates) - index
+        remaining = deadline.remaining()
+        share = None if left == 1 or remaining is None else remaining / left
+        try:
+            return _open_one(uri, proxy, options, deadline, on_socket, trace, share)
+        except Unreachable as exc:
+            if left == 1:
+                raise
+            logger.debug("%s cannot be reached (%s): trying the next candidate", proxy or "DIRECT", exc)
+    raise AssertionError("no proxy candidates")  # select_proxy always gives at least one
+
+
+def _open_one(
+    uri: WSURI,
+    proxy: ProxyURL | None,
+    options: TransportOptions,
+    deadline: Deadline,
+    on_socket: OnSocket | None,
+    trace: Trace | None,
+    share: float | None,
+) -> Any:
+    """One candidate: TCP (or the tunnel), then the target's TLS."""
+    target = f"{uri.scheme}://{uri.host}:{uri.port}"
+    if proxy is None:
+        logger.debug("connecting to %s", target)
+        sock = open_tcp(
+            uri.host, uri.port, deadline, what=target, source_address=options.source_address,
+            socket_options=tcp_socket_options(options.socket_options, options.disable_nagle_algorithm),
+            on_socket=on_socket, trace=trace, attempt_timeout=share,
+        )
+    else:
+        logger.debug("connecting to %s through proxy %s", target, proxy)
+        proxy_verify = options.verify if options.proxy_verify is None else options.proxy_verify
+        proxy_tls = make_ssl_context(proxy_verify, options.proxy_cert, {}) if proxy.is_tls else None
+        tunnel_trace = trace
+        if trace is not None:
+
+            def tunnel_trace(stage: str, info: dict[str, Any]) -> None:
+                if stage == "proxy_tls":
+                    info["trust_source"] = describe_trust(proxy_verify)
+                trace(stage, info)
+
+        sock = _open_tunnel(
+            proxy, uri.host, uri.port, deadline=deadline, options=options, proxy_tls=proxy_tls,
+            on_socket=on_socket, trace=tunnel_trace, attempt_timeout=share,
+        )
     try:
-        if proxy is None:
-            logger.debug("connecting to %s", target)
-            sock = create_connection(
-                (uri.host, uri.port),
-                timeout=remaining(deadline),
-                source_address=options.source_address,
-                socket_options=_socket_options(options),
-            )
-        else:
-            logger.debug("connecting to %s through proxy %s", target, proxy)
-            sock = proxy_mod.open_tunnel(
-                proxy, uri.host, uri.port, deadline=deadline, options=options, on_socket=on_socket
-            )
-        if on_socket is not None:
-            on_socket(sock)
         if uri.secure:
-            ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options)
-            hostname = (
-                options.server_hostname
-                or options.tls_options.get("server_hostname")
-                or uri.host
-            )
-            if proxy is not None and proxy_mod.needs_tls_in_tls(sock):  # TLS inside a proxy stream
-                sock = proxy_mod.wrap_tls_in_tls(sock, ctx, hostname, deadline)
-            else:
-                sock.settimeout(remaining(deadline))
-                # Register the TLS socket before its handshake: wrapping detaches the
-                # plain socket, so abort() must be able to shut this one down.
-                sock = ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
-                if on_socket is not None:
-                    on_socket(sock)
-                sock.do_handshake()
-            if on_socket is not None:
-                on_socket(sock)
+            sock = _start_tls(uri, sock, proxy is not None, options, deadline, on_socket, trace, target)
         sock.settimeout(None)
-        return sock
-    except BaseException as exc:
-        if sock is not None:
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _start_tls(
+    uri: WSURI,
+    sock: Any,
+    tunnelled: bool,
+    options: TransportOptions,
+    deadline: Deadline,
+    on_socket: OnSocket | None,
+    trace: Trace | None,
+    target: str,
+) -> Any:
+    """The target's TLS handshake over ``sock`` (inside the proxy's TLS when needed)."""
+    ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options)
+    hostname = options.server_hostname or uri.host
+    started = time.monotonic()
+    if tunnelled and needs_tls_in_tls(sock):
+        sock = wrap_tls_in_tls(sock, ctx, hostname, deadline)
+    else:
+        with map_errors(_tls_errors(f"cannot connect to {target}")):
+            sock.settimeout(deadline.timeout(f"in the TLS handshake with {target}"))
+            # Register the TLS socket before its handshake: wrapping detaches the plain
+            # socket, so abort() must be able to shut this one down.
+            tls = ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
             try:
-                sock.close()
-            except OSError:
-                pass
-        if isinstance(exc, WebSocketError):
-            raise
-        if not isinstance(exc, Exception):
-            raise
-        raise translate_error(exc, f"cannot connect to {uri.scheme}://{target}") from exc
-
-
-def _socket_options(options: TransportOptions) -> list[tuple[int, int, Any]]:
-    opts = list(options.socket_options or [])
-    if options.disable_nagle_algorithm and not any(
-        o[0] == socket.IPPROTO_TCP and o[1] == socket.TCP_NODELAY for o in opts
-    ):
-        opts.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
-    return opts
+                if on_socket is not None:
+                    on_socket(tls)
+                tls.do_handshake()
+            except BaseException:
+                tls.close()
+                raise
+            sock = tls
+    if on_socket is not None:
+        on_socket(sock)
+    if trace is not None:
+        info = tls_info(sock, time.monotonic() - started)
+        info["trust_source"] = describe_trust(options.ssl_context or options.verify)
+        trace("tls", info)
+    return sock

@@ -1,38 +1,76 @@
-"""The options that the transport needs to open a stream (built by the client)."""
+"""``request_options`` parsed once, at the edge, into the typed :class:`TransportOptions`."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["TransportOptions"]
+from .._net import TransportOptions
+from ..handshake import _check_header_value as check_header
+from ..proxy import check_proxies_keys
+
+__all__ = ["REQUEST_OPTION_KEYS", "TransportOptions", "parse_request_options"]
+
+#: The keys of ``request_options`` (WebSocket-Node's ``requestOptions``), plus the keyword
+#: arguments of ``wsclient.connect`` that travel with them.
+REQUEST_OPTION_KEYS = frozenset(
+    {
+        "proxy", "proxy_headers", "proxy_verify", "proxy_cert", "timeout", "source_address",
+        "socket_options", "server_hostname", "ssl_context", "proxies", "verify", "cert", "trust_env",
+    }
+)
 
 
-@dataclass(frozen=True)
-class TransportOptions:
-    """Everything ``open_stream`` needs besides the URL and the deadline.
+def _proxy_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]] | None) -> tuple[tuple[str, str], ...]:
+    if headers is None:
+        return ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    result = []
+    for name, value in pairs:
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        check_header(name, value)
+        result.append((name, value))
+    return tuple(result)
 
-    ``request_options`` is the user's dict as given (the seed's ``requestOptions``); the other
-    fields are resolved from it and from ``wsclient.connect``'s keyword arguments.
+
+def parse_request_options(
+    request_options: Mapping[str, Any] | None,
+    *,
+    tls_options: Mapping[str, Any],
+    disable_nagle_algorithm: bool,
+    default_timeout: float | None,
+) -> TransportOptions:
+    """Validate ``request_options`` and build the typed options of one opening.
+
+    Raises:
+        TypeError: an unknown key (named in the message).
+        ValueError: a ``proxy_headers`` name or value that cannot be sent, or an unknown
+            ``proxies`` key.
     """
-
-    verify: bool | str | ssl.SSLContext = True
-    cert: str | tuple[str, ...] | None = None
-    tls_options: Mapping[str, Any] = field(default_factory=dict)
-    proxies: Mapping[str, str] | None = None
-    trust_env: bool = True
-    request_options: Mapping[str, Any] = field(default_factory=dict)
-    disable_nagle_algorithm: bool = True
-    source_address: tuple[str, int] | None = None
-    socket_options: Sequence[tuple[int, int, Any]] | None = None
-    server_hostname: str | None = None
-    ssl_context: ssl.SSLContext | None = None
-
-    def __repr__(self) -> str:
-        # Proxy URLs may carry credentials: never show them.
-        return (
-            f"TransportOptions(verify={self.verify!r}, proxies={'<set>' if self.proxies else self.proxies},"
-            f" trust_env={self.trust_env})"
-        )
+    ro = dict(request_options or {})
+    unknown = sorted(set(ro) - REQUEST_OPTION_KEYS, key=str)
+    if unknown:
+        raise TypeError(f"unknown request_options key(s): {', '.join(map(repr, unknown))}")
+    proxies = ro.get("proxies")
+    if proxies is not None:
+        check_proxies_keys(proxies)
+    ssl_context = ro.get("ssl_context") or tls_options.get("ssl_context")
+    return TransportOptions(
+        verify=ro.get("verify", True),
+        cert=ro.get("cert"),
+        tls_options=tls_options,
+        proxies=proxies,
+        trust_env=ro.get("trust_env", True),
+        proxy=ro.get("proxy"),
+        proxy_headers=_proxy_headers(ro.get("proxy_headers")),
+        proxy_verify=ro.get("proxy_verify"),
+        proxy_cert=ro.get("proxy_cert"),
+        timeout=ro.get("timeout", default_timeout),
+        disable_nagle_algorithm=disable_nagle_algorithm,
+        source_address=ro.get("source_address"),
+        socket_options=tuple(ro.get("socket_options") or ()),
+        server_hostname=ro.get("server_hostname") or tls_options.get("server_hostname"),
+        ssl_context=ssl_context if isinstance(ssl_context, ssl.SSLContext) else None,
+    )

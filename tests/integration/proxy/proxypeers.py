@@ -1012,17 +1012,22 @@ def negotiate_proxy(spnego_user_file: Path) -> Iterator[SpnegoProxy]:
 
 @pytest.fixture
 def options() -> Callable[..., Any]:
-    """Build a TransportOptions for direct ``open_tunnel`` calls."""
-    from wsclient.transport.options import TransportOptions
+    """Build a TransportOptions for direct ``open_tunnel`` calls, from ``connect()``-style
+    keywords (``verify=``, ``request_options=``), through the same parser as the client."""
+    from wsclient.transport.options import parse_request_options
 
-    def make(**kwargs: Any) -> Any:
-        return TransportOptions(**kwargs)
+    def make(*, request_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return parse_request_options(
+            {**(request_options or {}), **kwargs}, tls_options={}, disable_nagle_algorithm=True, default_timeout=10
+        )
 
     return make
 
 
-def deadline(seconds: float = 10.0) -> float:
-    return time.monotonic() + seconds
+def deadline(seconds: float = 10.0) -> Any:
+    from wsclient._net import Deadline
+
+    return Deadline(seconds)
 
 
 def echo_roundtrip(stream: Any, payload: bytes) -> None:

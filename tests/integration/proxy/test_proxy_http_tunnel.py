@@ -235,7 +235,7 @@ def test_silent_proxy_times_out(scripted_proxy: Any, tcp_target: Any, options: A
             parse_proxy_url(proxy.url),
             tcp_target.host,
             tcp_target.port,
-            deadline=time.monotonic() + 0.3,
+            deadline=deadline(0.3),
             options=options(),
         )
 
@@ -246,7 +246,7 @@ def test_expired_deadline(squid_open: Any, tcp_target: Any, options: Any) -> Non
             parse_proxy_url(squid_open.url()),
             tcp_target.host,
             tcp_target.port,
-            deadline=time.monotonic() - 1,
+            deadline=deadline(-1),
             options=options(),
         )
 
@@ -292,7 +292,7 @@ def test_endless_head_is_proxy_error(scripted_proxy: Any, tcp_target: Any, optio
             conn.sendall(b"X-Filler: " + b"y" * 100 + b"\r\n")
 
     proxy = scripted_proxy(endless)
-    with pytest.raises(ProxyError, match="head over"):
+    with pytest.raises(ProxyError, match="larger than"):
         tunnel(proxy.url, tcp_target, options)
 
 
@@ -367,10 +367,10 @@ def test_missing_pyspnego_names_the_extra(scripted_proxy: Any) -> None:
         "sys.modules['spnego'] = None\n"
         "from wsclient.proxy import open_tunnel, parse_proxy_url\n"
         "from wsclient.exceptions import ProxyAuthenticationRequired\n"
-        "from wsclient.transport.options import TransportOptions\n"
+        "from wsclient._net import Deadline, TransportOptions\n"
         "try:\n"
         f"    open_tunnel(parse_proxy_url('http://u:p@127.0.0.1:{proxy.port}'), 'h', 1,\n"
-        "                deadline=time.monotonic() + 10, options=TransportOptions())\n"
+        "                deadline=Deadline(10), options=TransportOptions())\n"
         "except ProxyAuthenticationRequired as exc:\n"
         "    print(exc)\n"
     )
@@ -403,9 +403,12 @@ def test_ntlm_proxy_closing_mid_handshake(scripted_proxy: Any, tcp_target: Any, 
         tunnel(proxy.url.replace("http://", "http://u:p@"), tcp_target, options)
 
 
-def test_bad_proxy_headers(squid_open: Any, tcp_target: Any, options: Any) -> None:
-    with pytest.raises(ValueError):
-        tunnel(squid_open.url(), tcp_target, options, request_options={"proxy_headers": {"X": "a\r\nB: c"}})
+def test_bad_proxy_headers(options: Any) -> None:
+    """Refused when the options are parsed, before any socket exists."""
+    with pytest.raises(ValueError, match="CR, LF"):
+        options(request_options={"proxy_headers": {"X": "a\r\nB: c"}})
+    with pytest.raises(ValueError, match="invalid header name"):
+        options(request_options={"proxy_headers": {"Bad Name": "x"}})
 
 
 def needs_spnego() -> None:
@@ -413,3 +416,17 @@ def needs_spnego() -> None:
         import spnego  # noqa: F401
     except ImportError:
         need(False, "pyspnego (wsclient[ntlm]) is not installed")
+
+
+def test_refusal_whose_body_never_ends_is_reported_after_a_short_wait(
+    scripted_proxy: Any, tcp_target: Any, options: Any
+) -> None:
+    """A refusal's body that stops short is waited for 2 s at most, not the whole timeout."""
+    proxy = scripted_proxy(_answer(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\npartial", close=False))
+    started = time.monotonic()
+    with pytest.raises(ProxyError) as info:
+        open_tunnel(
+            parse_proxy_url(proxy.url), tcp_target.host, tcp_target.port, deadline=deadline(30), options=options()
+        )
+    assert time.monotonic() - started < 2 + 1.5
+    assert info.value.response.status == 403 and info.value.response.body == b"partial"

@@ -17,7 +17,10 @@ from wsclient.transport.tls import make_ssl_context
 
 
 def _https_tunnel(url: str, host: str, port: int, options: Any, **kwargs: Any) -> Any:
-    return open_tunnel(parse_proxy_url(url), host, port, deadline=deadline(), options=options(**kwargs))
+    opts = options(**kwargs)
+    verify = opts.verify if opts.proxy_verify is None else opts.proxy_verify
+    proxy_tls = make_ssl_context(verify, opts.proxy_cert)
+    return open_tunnel(parse_proxy_url(url), host, port, deadline=deadline(), options=opts, proxy_tls=proxy_tls)
 
 
 @pytest.fixture(params=["squid", "pproxy"])
@@ -146,7 +149,7 @@ def test_tls_in_tls_timeout(https_proxy: str, proxy_tls: Any, options: Any, ca_p
             https_proxy, "127.0.0.1", silent.getsockname()[1], options, verify=proxy_tls.ca_path
         )
         with pytest.raises(ConnectTimeout):
-            wrap_tls_in_tls(outer, make_ssl_context(ca_path), "127.0.0.1", time.monotonic() + 0.3)
+            wrap_tls_in_tls(outer, make_ssl_context(ca_path), "127.0.0.1", deadline(0.3))
     finally:
         silent.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -201,7 +200,7 @@ def test_silent_socks_proxy_times_out(options: Any) -> None:
                 ProxyURL("socks5", "127.0.0.1", silent.getsockname()[1]),
                 "127.0.0.1",
                 80,
-                deadline=time.monotonic() + 0.3,
+                deadline=deadline(0.3),
                 options=options(),
             )
     finally:
@@ -216,7 +215,7 @@ def test_missing_pysocks_names_the_extra() -> None:
         "from wsclient.proxy import open_tunnel, ProxyURL\n"
         "from wsclient.exceptions import ProxyError\n"
         "try:\n"
-        "    open_tunnel(ProxyURL('socks5', '127.0.0.1', 1), 'h', 1, deadline=time.monotonic() + 5, options=None)\n"
+        "    open_tunnel(ProxyURL('socks5', '127.0.0.1', 1), 'h', 1, deadline=None, options=None)\n"
         "except ProxyError as exc:\n"
         "    print(exc)\n"
     )

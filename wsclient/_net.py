@@ -1,0 +1,228 @@
+"""The opening's shared primitives, below both ``transport/`` and ``proxy/``: the one
+:class:`Deadline`, the one error-mapping idiom (:func:`map_errors`), and the one way to open
+TCP (:func:`open_tcp`: DNS and TCP as separate, traced stages, with the socket options).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import ConnectFailed, ConnectTimeout, ProxyError, WebSocketError
+
+__all__ = [
+    "Deadline",
+    "OnSocket",
+    "Trace",
+    "TransportOptions",
+    "Unreachable",
+    "map_errors",
+    "open_tcp",
+    "tcp_socket_options",
+    "tls_info",
+]
+
+logger = logging.getLogger("wsclient.transport")
+
+#: ``trace(stage, info)``: called when a stage of the opening ends successfully.
+Trace = Callable[[str, dict[str, Any]], None]
+#: Called with each socket as soon as it exists, so ``abort()`` can shut it down.
+OnSocket = Callable[[Any], None]
+#: An error table for :func:`map_errors`: foreign type -> function making our exception.
+ErrorTable = Mapping[type[BaseException], Callable[[Any], WebSocketError]]
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Everything the opening needs besides the URL and the deadline, typed and validated
+    once at the edge (``transport.options.parse_request_options``); nothing below reads the
+    user's ``request_options`` dict."""
+
+    verify: bool | str | ssl.SSLContext = True
+    cert: str | tuple[str, ...] | None = None
+    tls_options: Mapping[str, Any] = field(default_factory=dict)
+    proxies: Mapping[str, str | None] | None = None
+    trust_env: bool = True
+    #: ``request_options["proxy"]``: None when not given, "" for a forced direct connection.
+    proxy: str | None = None
+    proxy_headers: tuple[tuple[str, str], ...] = ()
+    #: TLS to an ``https://`` proxy: None means "as ``verify``".
+    proxy_verify: bool | str | ssl.SSLContext | None = None
+    proxy_cert: str | tuple[str, ...] | None = None
+    timeout: float | None = 10.0
+    disable_nagle_algorithm: bool = True
+    source_address: tuple[str, int] | None = None
+    socket_options: tuple[tuple[int, int, Any], ...] = ()
+    server_hostname: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:
+        # Proxy URLs and headers may carry credentials: never show them.
+        shown = "<set>" if self.proxies or self.proxy else None
+        return f"TransportOptions(verify={self.verify!r}, proxies={shown}, trust_env={self.trust_env})"
+
+
+class Unreachable(ConnectFailed):
+    """The peer (target or proxy) could not be reached at all: unresolvable, refused,
+    unreachable or silent at TCP. The opening moves on to the next proxy candidate."""
+
+
+class UnreachableProxy(Unreachable, ProxyError):
+    """A proxy that could not be reached."""
+
+
+class UnreachableTimeout(Unreachable, ConnectTimeout):
+    """A peer that did not accept the TCP connection in time."""
+
+
+class Deadline:
+    """The instant an opening must end by (``time.monotonic()``), passed down whole.
+
+    ``Deadline(None)`` never expires. :meth:`timeout` gives the seconds left for the next
+    blocking call, or raises ``ConnectTimeout`` when none are left.
+    """
+
+    __slots__ = ("_end",)
+
+    def __init__(self, timeout: float | None) -> None:
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (may be negative), None when unbounded."""
+        return None if self._end is None else self._end - time.monotonic()
+
+    def timeout(self, what: str = "the opening") -> float | None:
+        """Seconds left for a socket timeout; raises ``ConnectTimeout`` naming ``what``."""
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise ConnectTimeout(f"timed out {what}")
+        return left
+
+    def shorter(self, seconds: float) -> Deadline:
+        """A deadline ``seconds`` from now, or this one if it comes first."""
+        other = Deadline(seconds)
+        left = self.remaining()
+        if left is not None and left < seconds:
+            other._end = self._end
+        return other
+
+    def __repr__(self) -> str:
+        return f"Deadline(remaining={self.remaining()!r})"
+
+
+@contextlib.contextmanager
+def map_errors(table: ErrorTable) -> Iterator[None]:
+    """Translate the foreign exceptions of one call site into wsclient's, ``from`` the original.
+
+    The first entry of ``table`` (in order) whose type matches wins; ``WebSocketError``
+    passes through untouched; anything else not in the table propagates as it is.
+    """
+    try:
+        yield
+    except WebSocketError:
+        raise
+    except Exception as exc:
+        for kind, make in table.items():
+            if isinstance(exc, kind):
+                raise make(exc) from exc
+        raise
+
+
+def tcp_socket_options(
+    socket_options: Sequence[tuple[int, int, Any]], nodelay: bool
+) -> list[tuple[int, int, Any]]:
+    """The user's socket options, plus ``TCP_NODELAY`` when asked and not given."""
+    opts = list(socket_options)
+    if nodelay and not any(o[:2] == (socket.IPPROTO_TCP, socket.TCP_NODELAY) for o in opts):
+        opts.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    return opts
+
+
+def open_tcp(
+    host: str,
+    port: int,
+    deadline: Deadline,
+    *,
+    what: str,
+    proxy: bool = False,
+    source_address: tuple[str, int] | None = None,
+    socket_options: Sequence[tuple[int, int, Any]] = (),
+    on_socket: OnSocket | None = None,
+    trace: Trace | None = None,
+    attempt_timeout: float | None = None,
+) -> socket.socket:
+    """Resolve ``host`` (the "dns" stage) and connect to its addresses in order (the "tcp"
+    stage), within ``deadline`` (and ``attempt_timeout`` in all, when given).
+
+    Raises:
+        Unreachable: unresolvable or unreachable (a ``ProxyError`` too when ``proxy``), the
+            message naming ``what``; ``UnreachableTimeout`` when the time ran out. The
+            original error is ``__cause__``.
+    """
+    started = time.monotonic()
+    error_type = UnreachableProxy if proxy else Unreachable
+    bound = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
+    with map_errors({socket.gaierror: lambda e: error_type(f"cannot resolve {what}: {e.strerror or e}")}):
+        infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+    if trace is not None:
+        addresses = [info[4][0] for info in infos]
+        trace("dns", {"host": host, "addresses": addresses, "seconds": time.monotonic() - started})
+    error: BaseException | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if on_socket is not None:
+                on_socket(sock)
+            for level, name, value in socket_options:
+                sock.setsockopt(level, name, value)
+            if source_address is not None:
+                sock.bind(source_address)
+            left = bound.remaining()
+            if left is not None and left <= 0:
+                raise UnreachableTimeout(f"timed out connecting to {what}")
+            sock.settimeout(left)
+            begun = time.monotonic()
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        if trace is not None:
+            trace("tcp", {"address": address[:2], "seconds": time.monotonic() - begun})
+        return sock
+    assert error is not None
+    with map_errors(
+        {
+            TimeoutError: lambda e: UnreachableTimeout(f"timed out connecting to {what}"),
+            ConnectionRefusedError: lambda e: error_type(f"cannot connect to {what}: connection refused"),
+            OSError: lambda e: error_type(f"cannot connect to {what}: {e.strerror or e}"),
+        }
+    ):
+        raise error
+
+
+def tls_info(sock: Any, seconds: float) -> dict[str, Any]:
+    """What the "tls" and "proxy_tls" trace stages report about a finished handshake."""
+    cert = sock.getpeercert() or {}
+
+    def name(key: str) -> str:
+        return ", ".join(f"{k}={v}" for rdn in cert.get(key, ()) for k, v in rdn)
+
+    cipher = sock.cipher()
+    return {
+        "version": sock.version(),
+        "cipher": cipher[0] if cipher else None,
+        "subject": name("subject"),
+        "issuer": name("issuer"),
+        "not_after": cert.get("notAfter"),
+        "seconds": seconds,
+    }
