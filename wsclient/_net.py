@@ -6,13 +6,17 @@ TCP (:func:`open_tcp`: DNS and TCP as separate, traced stages, with the socket o
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from urllib3.util.connection import create_connection
 
 from .exceptions import ConnectFailed, ConnectTimeout, ProxyError, WebSocketError
 
@@ -144,6 +148,41 @@ def tcp_socket_options(
     return opts
 
 
+def _resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any]:
+    """``getaddrinfo`` within ``timeout``.
+
+    The C resolver cannot be interrupted, so a host name is resolved on a short-lived daemon
+    thread that the opening waits for at most ``timeout``; past it the opening fails with
+    ``UnreachableTimeout`` and the thread ends when the resolver returns. IP literals (and no
+    timeout) resolve inline: no thread, no cost.
+    """
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+        literal = True
+    except ValueError:
+        literal = False
+    if literal or timeout is None:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the waiting opening, raised there
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="wsclient-resolve", daemon=True).start()
+    if not done.wait(max(timeout, 0.0)):
+        raise UnreachableTimeout(f"timed out resolving {what}")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
 def open_tcp(
     host: str,
     port: int,
@@ -169,33 +208,31 @@ def open_tcp(
     error_type = UnreachableProxy if proxy else Unreachable
     bound = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
     with map_errors({socket.gaierror: lambda e: error_type(f"cannot resolve {what}: {e.strerror or e}")}):
-        infos = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+        infos = _resolve(host.strip("[]"), port, bound.remaining(), what)
     if trace is not None:
         addresses = [info[4][0] for info in infos]
         trace("dns", {"host": host, "addresses": addresses, "seconds": time.monotonic() - started})
     error: BaseException | None = None
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
+    for _family, _kind, _proto, _, address in infos:
         try:
-            if on_socket is not None:
-                on_socket(sock)
-            for level, name, value in socket_options:
-                sock.setsockopt(level, name, value)
-            if source_address is not None:
-                sock.bind(source_address)
             left = bound.remaining()
             if left is not None and left <= 0:
                 raise UnreachableTimeout(f"timed out connecting to {what}")
-            sock.settimeout(left)
             begun = time.monotonic()
-            sock.connect(address)
+            # urllib3 opens the TCP connection (socket options applied before connect()); it
+            # gets the address already resolved, so DNS stays a stage of its own and runs once.
+            # abort() reaches this socket when connect() returns, within the attempt's bound.
+            sock = create_connection(
+                (address[0], address[1]),
+                timeout=left,
+                source_address=source_address,
+                socket_options=list(socket_options),
+            )
         except OSError as exc:
-            sock.close()
             error = exc
             continue
-        except BaseException:
-            sock.close()
-            raise
+        if on_socket is not None:
+            on_socket(sock)
         if trace is not None:
             trace("tcp", {"address": address[:2], "seconds": time.monotonic() - begun})
         return sock
