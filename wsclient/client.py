@@ -11,17 +11,25 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .config import ClientConfig
 from .connection import WebSocketConnection
 from .events import EventEmitter
-from .exceptions import ConnectFailed, ConnectTimeout, InvalidStatus, InvalidURL, WebSocketError
-from .handshake import ClientHandshake
+from .exceptions import (
+    ConnectFailed,
+    ConnectTimeout,
+    InvalidStatus,
+    InvalidURL,
+    WebSocketError,
+    status_message,
+)
+from .handshake import ClientHandshake, header_pairs
 from .protocol import Protocol
 from .transport import TransportOptions, open_stream, remaining, translate_error
-from .uri import parse_uri
+from .uri import WSURI, parse_uri
 
 __all__ = ["WebSocketClient"]
 
@@ -29,6 +37,11 @@ logger = logging.getLogger("wsclient.client")
 
 DEFAULT_TIMEOUT = 10.0
 _ABORTED = "the connection attempt was aborted"
+
+#: The answers a redirect is followed for (with a Location), when ``follow_redirects``.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Request headers that never follow a redirect to another origin (scheme, host, port).
+_ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie"})
 
 _REQUEST_OPTION_KEYS = frozenset(
     {
@@ -122,7 +135,8 @@ class WebSocketClient(EventEmitter):
             if wait:
                 raise
             return None
-        # Programming mistakes (bad header names or values) raise ValueError here.
+        # Programming mistakes (bad header names or values, in the request or for the
+        # proxy) raise ValueError here, before any socket exists.
         handshake = ClientHandshake(
             uri,
             subprotocols=list(protocols) if protocols is not None and not isinstance(protocols, str) else protocols,  # type: ignore[arg-type]
@@ -130,7 +144,9 @@ class WebSocketClient(EventEmitter):
             origin=origin,
             version=self.config.web_socket_version,
             deflate=self.config.compression,
+            user_agent=self.config.user_agent,
         )
+        header_pairs(ro.get("proxy_headers"), what="proxy header", allow_bytes=True)
         attempt = _Attempt()
         with self._lock:
             if self._attempt is not None and not self._attempt.done:
@@ -217,11 +233,80 @@ class WebSocketClient(EventEmitter):
             attempt.sockets.clear()
 
     def _open(
-        self, attempt: _Attempt, uri: Any, handshake: ClientHandshake, ro: dict[str, Any]
+        self, attempt: _Attempt, uri: WSURI, handshake: ClientHandshake, ro: dict[str, Any]
     ) -> WebSocketConnection:
-        config = self.config
+        """The opening: one hop, or with ``follow_redirects`` a hop per redirect, all of
+        them within the one ``timeout``."""
         timeout = ro.get("timeout", DEFAULT_TIMEOUT)
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        hops = 0
+        while True:
+            try:
+                return self._open_hop(attempt, uri, handshake, ro, deadline)
+            except InvalidStatus as exc:
+                if not self.config.follow_redirects or attempt.aborted:
+                    raise
+                target = self._redirect(exc, uri, hops)
+                if target is None:
+                    raise
+                hops += 1
+                logger.info(
+                    "following a %d redirect (%d of at most %d) from %s to %s",
+                    exc.response.status, hops, self.config.max_redirects, uri, target,
+                )
+                handshake = _handshake_for(handshake, uri, target)
+                uri = target
+
+    def _redirect(self, exc: InvalidStatus, uri: WSURI, hops: int) -> WSURI | None:
+        """Where a 3xx answer sends the opening: the next URL, None when the answer is
+        not a redirect to follow (no Location, or another status).
+
+        Raises:
+            InvalidStatus: with the 3xx response and a message saying why it is not followed.
+        """
+        response = exc.response
+        location = response.headers.get("Location") if response.status in REDIRECT_STATUSES else None
+        if not location:
+            return None
+
+        def refuse(why: str) -> InvalidStatus:
+            return InvalidStatus(status_message(response, why), response)
+
+        if hops >= self.config.max_redirects:
+            raise refuse(f"more than max_redirects={self.config.max_redirects} redirects") from None
+        # Resolve through the HTTP equivalent, then map http(s) to ws(s).
+        base = ("https" if uri.secure else "http") + str(uri)[len(uri.scheme) :]
+        try:
+            absolute = urllib.parse.urljoin(base, location.strip())
+        except ValueError:
+            raise refuse("the Location is not a valid URL") from None
+        scheme, sep, rest = absolute.partition("://")
+        scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+        if not sep or scheme not in ("ws", "wss"):
+            raise refuse("the Location is not an http(s):// or ws(s):// URL") from None
+        try:
+            target = parse_uri(f"{scheme}://{rest}")
+        except InvalidURL as err:
+            raise refuse(f"the Location is not a usable URL ({err})") from None
+        if uri.secure and not target.secure:
+            raise refuse("a redirect from wss:// to ws:// (a downgrade) is refused") from None
+        if target.origin != uri.origin:
+            # Credentials of one origin never go to another.
+            target = dataclasses.replace(target, user_info=None)
+        elif target.user_info is None and uri.user_info is not None:
+            target = dataclasses.replace(target, user_info=uri.user_info)
+        return target
+
+    def _open_hop(
+        self,
+        attempt: _Attempt,
+        uri: WSURI,
+        handshake: ClientHandshake,
+        ro: dict[str, Any],
+        deadline: float,
+    ) -> WebSocketConnection:
+        """One opening to ``uri`` (no redirects): transport, handshake, connection."""
+        config = self.config
         options = TransportOptions(
             verify=ro.get("verify", True),
             cert=ro.get("cert"),
@@ -302,6 +387,23 @@ class WebSocketClient(EventEmitter):
             except OSError:
                 pass
             raise
+
+
+def _handshake_for(previous: ClientHandshake, uri: WSURI, target: WSURI) -> ClientHandshake:
+    """The handshake of the next redirect hop: the same offer; the ``Authorization`` and
+    ``Cookie`` headers are dropped when the origin changes."""
+    headers: list[tuple[str, str]] = list(previous.headers or ())  # type: ignore[arg-type]
+    if target.origin != uri.origin:
+        headers = [(k, v) for k, v in headers if k.lower() not in _ORIGIN_BOUND_HEADERS]
+    return ClientHandshake(
+        target,
+        subprotocols=previous.subprotocols,
+        headers=headers,
+        origin=previous.origin,
+        version=previous.version,
+        deflate=previous.deflate,
+        user_agent=previous.user_agent,
+    )
 
 
 def _shutdown(sock: Any) -> None:
