@@ -175,13 +175,13 @@ def check_header(name: object, value: object, *, what: str = "header") -> None:
         raise ValueError(f"the value of the {what} {name!r} must be str, not {type(value).__name__}")
     if _BAD_VALUE_RE.search(value):
         raise ValueError(f"the value of the {what} {name!r} contains a control character (CR, LF, ...)")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
+    # max() instead of encode(): a UnicodeEncodeError would keep the value in its args
+    # (and as the ValueError's __context__).
+    if value and max(value) > "\xff":
         raise ValueError(
             f"the value of the {what} {name!r} cannot be sent: HTTP header values are "
             "ISO-8859-1 (encode other text, e.g. percent-encoding or base64)"
-        ) from None
+        )
 
 
 def header_pairs(headers: object, *, what: str = "header", allow_bytes: bool = False) -> list[tuple[str, str]]:

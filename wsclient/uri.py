@@ -95,6 +95,7 @@ def parse_uri(url: str) -> WSURI:
     shown = redact_url(url)
     if _BAD_URL_CHARS.search(url):
         raise InvalidURL(f"the URL {shown!r} contains whitespace or control characters")
+    detail = None
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -102,7 +103,9 @@ def parse_uri(url: str) -> WSURI:
         # urlsplit's message can quote a piece of a password ("Port could not be cast to
         # integer value as 'se'" for "ws://u:se/cret@h"): only show it when there is none.
         detail = str(exc) if "@" not in url else "bad port or credentials"
-        raise InvalidURL(f"invalid URL {shown!r}: {detail}") from None
+    if detail is not None:
+        # Raised outside the except block: not even __context__ keeps urlsplit's message.
+        raise InvalidURL(f"invalid URL {shown!r}: {detail}")
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
         raise InvalidURL(f"{shown!r} is not a WebSocket URL: the scheme must be ws:// or wss://")
