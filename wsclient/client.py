@@ -29,6 +29,7 @@ from .exceptions import (
 from .handshake import ClientHandshake, header_pairs
 from .protocol import Protocol
 from .transport import TransportOptions, open_stream, remaining, translate_error
+from .transport.tls import SYSTEM, require_truststore
 from .uri import WSURI, parse_uri
 
 __all__ = ["WebSocketClient"]
@@ -147,6 +148,8 @@ class WebSocketClient(EventEmitter):
             user_agent=self.config.user_agent,
         )
         header_pairs(ro.get("proxy_headers"), what="proxy header", allow_bytes=True)
+        if SYSTEM in (ro.get("verify"), ro.get("proxy_verify")):
+            require_truststore()  # ImportError naming the extra, before any socket
         attempt = _Attempt()
         with self._lock:
             if self._attempt is not None and not self._attempt.done:

@@ -339,7 +339,7 @@ def _proxy_ssl_context(options: Any) -> ssl.SSLContext:
     cert = request_options.get("proxy_cert")
     from ..transport.tls import make_ssl_context
 
-    return make_ssl_context(verify, cert, {})
+    return make_ssl_context(verify, cert, {}, trust_env=getattr(options, "trust_env", True))
 
 
 def _socket_options(options: Any) -> list[tuple[int, int, Any]]:

@@ -108,7 +108,7 @@ def open_stream(
         if on_socket is not None:
             on_socket(sock)
         if uri.secure:
-            ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options)
+            ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options, trust_env=options.trust_env)
             hostname = (
                 options.server_hostname
                 or options.tls_options.get("server_hostname")
