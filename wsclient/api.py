@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .client import DEFAULT_TIMEOUT, WebSocketClient
@@ -49,7 +49,33 @@ def connect(
         InvalidURL: not a ws:// or wss:// URL.
         ConnectFailed: or another subclass, when the opening fails.
     """
+    return _connect_with(
+        None, url, subprotocols=subprotocols, headers=headers, origin=origin, proxies=proxies,
+        timeout=timeout, verify=verify, cert=cert, trust_env=trust_env,
+        request_options=request_options, **config,
+    )
+
+
+def _connect_with(
+    on_client: Callable[[WebSocketClient], None] | None,
+    url: str,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    origin: str | None = None,
+    proxies: Mapping[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    verify: bool | str | ssl.SSLContext = True,
+    cert: str | tuple[str, ...] | None = None,
+    trust_env: bool = True,
+    request_options: Mapping[str, Any] | None = None,
+    **config: Any,
+) -> WebSocketConnection:
+    """``connect()``, handing the client to ``on_client`` first (so that reconnect's
+    ``stop()`` can abort an opening in progress)."""
     client = WebSocketClient(**config)
+    if on_client is not None:
+        on_client(client)
     options = dict(request_options or {})
     options.update(proxies=proxies, timeout=timeout, verify=verify, cert=cert, trust_env=trust_env)
     conn = client.connect(url, subprotocols, origin, headers, options)

@@ -12,8 +12,8 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .config import ClientConfig
 from .connection import WebSocketConnection
@@ -24,6 +24,7 @@ from .exceptions import (
     InvalidStatus,
     InvalidURL,
     WebSocketError,
+    redact_url,
     status_message,
 )
 from .handshake import ClientHandshake, header_pairs
@@ -31,6 +32,9 @@ from .protocol import Protocol
 from .transport import TransportOptions, open_stream, remaining, translate_error
 from .transport.tls import SYSTEM, require_truststore
 from .uri import WSURI, parse_uri
+
+if TYPE_CHECKING:
+    from .reconnect import Reconnect
 
 __all__ = ["WebSocketClient"]
 
@@ -75,13 +79,16 @@ class WebSocketClient(EventEmitter):
         ``connect_failed(error)``: a ``ConnectFailed``; ``str(error)`` describes it.
         ``http_response(response, client)``: the server answered with a non-101 status;
         when this event has listeners, ``connect_failed`` is not emitted for that answer.
+        ``reconnect(attempt, delay, error)``: with :meth:`reconnect`, before each wait:
+        ``error`` is the failed opening's ``ConnectFailed``, or None when an open
+        connection closed sooner than the backoff's ``maximum``.
 
     Raises:
         ValueError: an option value is invalid.
         TypeError: an option name is unknown.
     """
 
-    EVENTS = frozenset({"connect", "connect_failed", "http_response"})
+    EVENTS = frozenset({"connect", "connect_failed", "http_response", "reconnect"})
 
     def __init__(self, config: ClientConfig | None = None, **options: Any) -> None:
         super().__init__()
@@ -166,6 +173,72 @@ class WebSocketClient(EventEmitter):
         self._thread = thread
         thread.start()
         return None
+
+    def reconnect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        *,
+        backoff: Iterable[float] | None = None,
+        retry: Callable[[BaseException], bool] | None = None,
+        max_attempts: int | None = None,
+    ) -> Reconnect:
+        """Keep a connection to ``url`` open, on a background thread, with the policy of
+        :func:`wsclient.reconnect`.
+
+        Each opening fires ``connect`` or ``connect_failed`` as :meth:`connect` does; before
+        each wait, ``reconnect(attempt, delay, error)`` fires. When a connection closes, the
+        next opening follows (at once when it had stayed open ``backoff.maximum`` seconds,
+        else after the next delay). A failure that ``retry`` refuses, or the last one once
+        ``max_attempts`` is reached, ends the loop (it is in the handle's ``error``).
+
+        Returns:
+            The :class:`~wsclient.Reconnect` handle: ``stop()`` ends the loop (interrupting
+            a wait or an opening, closing the open connection with 1001), ``join()`` waits
+            for its thread.
+
+        Raises:
+            InvalidURL, ValueError: a bad URL or header, at once.
+        """
+        from .reconnect import Reconnect
+
+        parse_uri(url)
+        header_pairs(headers)
+        ro = dict(request_options or {})
+        header_pairs(ro.get("proxy_headers"), what="proxy header", allow_bytes=True)
+
+        def open_one() -> WebSocketConnection:
+            conn = self.connect(url, protocols, origin, headers, ro, wait=True)
+            assert conn is not None
+            return conn
+
+        handle = Reconnect(
+            open_one,
+            description=redact_url(url),
+            backoff=backoff,
+            retry=retry,
+            max_attempts=max_attempts,
+            on_retry=lambda attempt, delay, error: self._emit("reconnect", attempt, delay, error),
+            on_stop=self.abort,
+        )
+
+        def run() -> None:
+            try:
+                for conn in handle:
+                    closed = threading.Event()
+                    conn.on("close", lambda code, reason, closed=closed: closed.set())
+                    if conn.connected:
+                        closed.wait()
+            except Exception as exc:  # connect_failed already reported it
+                handle.error = exc
+                logger.info("stopped reconnecting to %s: %s", redact_url(url), exc)
+
+        handle.thread = threading.Thread(target=run, name="wsclient-reconnect", daemon=True)
+        handle.thread.start()
+        return handle
 
     def abort(self) -> None:
         """Cancel the opening in progress (from any thread).
