@@ -186,9 +186,11 @@ class Reconnect:
         #: What ended a background iteration with an error (WebSocketClient.reconnect()).
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards connection and _closer
+        # Guards _stopper. Reentrant: stop() may run in a signal handler that interrupted
+        # this very thread while it held the lock.
+        self._lock = threading.RLock()
         self.connection: WebSocketConnection | None = None
-        self._closer: threading.Thread | None = None
+        self._stopper: threading.Thread | None = None
         self.attempts = 0
         self._iterated = False
 
@@ -198,27 +200,32 @@ class Reconnect:
         return self._stop.is_set()
 
     def stop(self) -> None:
-        """End the iteration, from any thread: a backoff sleep ends at once, and the current
-        connection (if open) is closed with 1001 on a helper thread. Returns at once."""
+        """End the iteration, from any thread or a signal handler; returns at once.
+
+        A backoff sleep ends at once; an opening in progress is aborted and the open
+        connection is closed with 1001, both on a helper thread: a signal handler runs on a
+        thread that may itself be inside the connection (blocked in ``recv()``) or holding
+        one of its locks, so it must not close anything itself.
+        """
         self._stop.set()
+        with self._lock:
+            if self._stopper is not None:
+                return
+            self._stopper = threading.Thread(target=self._shut_down, name="wsclient-reconnect-stop", daemon=True)
+            self._stopper.start()
+
+    def _shut_down(self) -> None:
         if self._on_stop is not None:
             self._on_stop()
-        with self._lock:
-            conn = self.connection
-            if conn is None or not conn.connected or self._closer is not None:
-                return
-            # Not closed here: stop() may run in a signal handler, on the very thread that
-            # is blocked in recv() inside the connection.
-            self._closer = threading.Thread(
-                target=_close_quietly, args=(conn,), name="wsclient-reconnect-stop", daemon=True
-            )
-            self._closer.start()
+        conn = self.connection
+        if conn is not None and conn.connected:
+            _close_quietly(conn)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the close started by :meth:`stop` (if any) and, for
+        """Wait for what :meth:`stop` started (the close of the open connection) and, for
         ``WebSocketClient.reconnect()``, for the background thread to end."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in (self._closer, self.thread):
+        for thread in (self._stopper, self.thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
@@ -279,11 +286,10 @@ class Reconnect:
                 continue
             opened = time.monotonic()
             failures = 0
-            with self._lock:
-                self.connection = conn
-                self._closer = None
-                stopped = self._stop.is_set()
-            if stopped:
+            self.connection = conn
+            # stop() sets the flag before its helper reads self.connection: one of the two
+            # sees the other, and the connection is closed either way.
+            if self._stop.is_set():
                 _close_quietly(conn)
                 return
             try:
@@ -292,9 +298,9 @@ class Reconnect:
                 # The consumer moved on (or left the loop): never leave its connection open.
                 if conn.connected:
                     _close_quietly(conn)
-                closer = self._closer
-                if closer is not None and closer is not threading.current_thread():
-                    closer.join()
+                stopper = self._stopper
+                if stopper is not None and stopper is not threading.current_thread():
+                    stopper.join()
             if time.monotonic() - opened >= self._stable_after():
                 delays = iter(self.backoff)
             else:
