@@ -35,10 +35,15 @@ def connect(
         origin: ``Origin`` header value (not sent when None).
         proxies: ``{"ws": url, "wss": url, "all": url, "no_proxy": "..."}``; when given
             (even empty) the environment is not consulted.
-        timeout: seconds for the whole opening (TCP, proxy, TLS and handshake).
-        verify: True (certifi roots), False, a CA bundle file or directory, or an SSLContext.
+        timeout: seconds for the whole opening (TCP, proxy, TLS and handshake, and every
+            redirect hop together).
+        verify: True (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE`` /
+            ``SSL_CERT_DIR`` when ``trust_env`` and set, else certifi's roots), ``"system"``
+            (the OS trust store, extra ``wsclient[truststore]``), False, a CA bundle file or
+            directory, or an SSLContext.
         cert: client certificate: path, ``(cert, key)`` or ``(cert, key, password)``.
-        trust_env: honour ``WS(S)_PROXY``, ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``.
+        trust_env: honour ``WS(S)_PROXY``, ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``,
+            the CA variables above and ``SSLKEYLOGFILE``.
         request_options: further transport options (see ``WebSocketClient.connect``).
         **config: any :class:`~wsclient.ClientConfig` option.
 
@@ -46,7 +51,10 @@ def connect(
         The open :class:`~wsclient.WebSocketConnection` (a context manager).
 
     Raises:
-        InvalidURL: not a ws:// or wss:// URL.
+        InvalidURL: not a ws:// or wss:// URL, or one with control characters or a bad host.
+        ValueError: a header, proxy header, subprotocol or origin that cannot be sent
+            (raised before any socket is opened).
+        ImportError: ``verify="system"`` without truststore installed.
         ConnectFailed: or another subclass, when the opening fails.
     """
     return _connect_with(
