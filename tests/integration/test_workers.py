@@ -261,6 +261,35 @@ def test_long_lived_consumer_stops_cleanly_on_sigterm(websockets_server: Any) ->
     assert websockets_server.wait_event("close", url)["code"] == 1001
 
 
+def test_consumer_reconnects_after_an_abnormal_close(raw_server: Any) -> None:
+    """Each connection: the consumer subscribes, the server closes with 1011. The consumer
+    catches ConnectionClosedError, reconnects (after a backoff delay) and subscribes again;
+    SIGTERM then ends it, even in the middle of an opening or a backoff sleep."""
+    from rawserver import Op, close, expect_close, expect_frame, send_close
+
+    script = [expect_frame(Op.TEXT, b"subscribe"), send_close(1011, "restart"), expect_close(1011), close()]
+    server = raw_server(script, connections=2)
+    proc = subprocess.Popen(
+        [sys.executable, str(RECIPES / "consumer.py"), server.url()],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = _lines(proc)
+        _wait_line(lines, "connected", 20)
+        _wait_line(lines, "connected", 20)  # the second connection, after the 1011
+        server.join()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=3 + SLACK + 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert stderr.count("connection lost (1011); reconnecting") >= 2, stderr
+    assert len(server.connections) == 2
+
+
 # --------------------------------------------------------------------------- gevent
 
 
