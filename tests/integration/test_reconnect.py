@@ -240,6 +240,28 @@ def test_stop_during_a_long_backoff(refused_port: int, caplog: pytest.LogCapture
     assert rc.attempts == 1
 
 
+def test_stop_aborts_an_opening_in_progress(raw_server: Any) -> None:
+    """A server that reads the request and never answers; timeout=30: stop() ends the
+    opening at once instead of waiting for the timeout."""
+    from rawserver import signal, wait_eof
+
+    asked = threading.Event()
+    server = raw_server([read_request(), signal(asked), wait_eof(20, required=False)], handshake=False)
+    rc = wsclient.reconnect(server.url(), timeout=30, backoff=[60.0])
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(list(rc)))
+    thread.start()
+    assert asked.wait(10)
+    start = time.monotonic()
+    rc.stop()
+    thread.join(1.0 + SLACK)
+    assert not thread.is_alive()
+    assert time.monotonic() - start < 1.0 + SLACK
+    assert result == [[]]
+    rc.join(5)
+    server.stop()
+
+
 def test_stop_from_another_thread_closes_the_open_connection_with_1001(websockets_server: Any) -> None:
     url = websockets_server.url("/echo")
     rc = wsclient.reconnect(url, timeout=5)
