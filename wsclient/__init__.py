@@ -32,10 +32,12 @@ from .exceptions import (
 from .extensions.permessage_deflate import DeflateOptions
 from .frames import CloseCode, Frame, Opcode
 from .handshake import Headers, Response
+from .reconnect import Backoff, Reconnect, reconnect
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "ClientConfig",
     "CloseCode",
     "ConnectFailed",
@@ -53,6 +55,7 @@ __all__ = [
     "ProtocolError",
     "ProxyAuthenticationRequired",
     "ProxyError",
+    "Reconnect",
     "Response",
     "TLSError",
     "WebSocketClient",
@@ -60,6 +63,7 @@ __all__ = [
     "WebSocketError",
     "__version__",
     "connect",
+    "reconnect",
 ]
 
 logging.getLogger("wsclient").addHandler(logging.NullHandler())

@@ -1,4 +1,4 @@
-"""``WebSocketClient``: the seed's event-style client object (API.md section 3).
+"""``WebSocketClient``: WebSocket-Node's event-style client object, in Python.
 
 It owns the configuration and the opening: URL, transport (TCP, proxy, TLS), the opening
 handshake, then it hands the socket to a :class:`~wsclient.connection.WebSocketConnection`.
@@ -10,18 +10,31 @@ import dataclasses
 import logging
 import socket
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._net import Deadline, Trace, map_errors
 from .config import ClientConfig
 from .connection import WebSocketConnection
 from .events import EventEmitter
-from .exceptions import ConnectFailed, ConnectTimeout, InvalidStatus, InvalidURL, WebSocketError
-from .handshake import ClientHandshake
+from .exceptions import (
+    ConnectFailed,
+    ConnectTimeout,
+    InvalidStatus,
+    InvalidURL,
+    WebSocketError,
+    redact_url,
+    status_message,
+)
+from .handshake import ClientHandshake, header_pairs
 from .protocol import Protocol
 from .transport import TransportOptions, open_stream, parse_request_options
-from .uri import parse_uri
+from .transport.tls import SYSTEM, require_truststore
+from .uri import WSURI, parse_uri
+
+if TYPE_CHECKING:
+    from .reconnect import Reconnect
 
 __all__ = ["WebSocketClient"]
 
@@ -29,6 +42,11 @@ logger = logging.getLogger("wsclient.client")
 
 DEFAULT_TIMEOUT = 10.0
 _ABORTED = "the connection attempt was aborted"
+
+#: The answers a redirect is followed for (with a Location), when ``follow_redirects``.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Request headers that never follow a redirect to another origin (scheme, host, port).
+_ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie"})
 
 
 class _Attempt:
@@ -56,13 +74,16 @@ class WebSocketClient(EventEmitter):
         ``connect_failed(error)``: a ``ConnectFailed``; ``str(error)`` describes it.
         ``http_response(response, client)``: the server answered with a non-101 status;
         when this event has listeners, ``connect_failed`` is not emitted for that answer.
+        ``reconnect(attempt, delay, error)``: with :meth:`reconnect`, before each wait:
+        ``error`` is the failed opening's ``ConnectFailed``, or None when an open
+        connection closed sooner than the backoff's ``maximum``.
 
     Raises:
         ValueError: an option value is invalid.
         TypeError: an option name is unknown.
     """
 
-    EVENTS = frozenset({"connect", "connect_failed", "http_response"})
+    EVENTS = frozenset({"connect", "connect_failed", "http_response", "reconnect"})
 
     def __init__(self, config: ClientConfig | None = None, **options: Any) -> None:
         super().__init__()
@@ -123,7 +144,8 @@ class WebSocketClient(EventEmitter):
             if wait:
                 raise
             return None
-        # Programming mistakes (bad header names or values) raise ValueError here.
+        # Programming mistakes (bad header names or values, in the request or for the
+        # proxy) raise ValueError here, before any socket exists.
         handshake = ClientHandshake(
             uri,
             subprotocols=list(protocols) if protocols is not None and not isinstance(protocols, str) else protocols,  # type: ignore[arg-type]
@@ -131,7 +153,10 @@ class WebSocketClient(EventEmitter):
             origin=origin,
             version=self.config.web_socket_version,
             deflate=self.config.compression,
+            user_agent=self.config.user_agent,
         )
+        if SYSTEM in (ro.verify, ro.proxy_verify):
+            require_truststore()  # ImportError naming the extra, before any socket
         attempt = _Attempt(_trace)
         with self._lock:
             if self._attempt is not None and not self._attempt.done:
@@ -148,6 +173,78 @@ class WebSocketClient(EventEmitter):
         self._thread = thread
         thread.start()
         return None
+
+    def reconnect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        *,
+        backoff: Iterable[float] | None = None,
+        retry: Callable[[BaseException], bool] | None = None,
+        max_attempts: int | None = None,
+    ) -> Reconnect:
+        """Keep a connection to ``url`` open, on a background thread, with the policy of
+        :func:`wsclient.reconnect`.
+
+        Each opening fires ``connect`` or ``connect_failed`` as :meth:`connect` does; before
+        each wait, ``reconnect(attempt, delay, error)`` fires. When a connection closes, the
+        next opening follows (at once when it had stayed open ``backoff.maximum`` seconds,
+        else after the next delay). A failure that ``retry`` refuses, or the last one once
+        ``max_attempts`` is reached, ends the loop (it is in the handle's ``error``).
+
+        Returns:
+            The :class:`~wsclient.Reconnect` handle: ``stop()`` ends the loop (interrupting
+            a wait or an opening, closing the open connection with 1001), ``join()`` waits
+            for its thread.
+
+        Raises:
+            InvalidURL, ValueError: a bad URL or header, at once.
+            TypeError: an unknown ``request_options`` key, at once.
+        """
+        from .reconnect import Reconnect
+
+        parse_uri(url)
+        header_pairs(headers)
+        ro = dict(request_options or {})
+        parse_request_options(  # unknown keys, bad proxy headers: raised here, at once
+            ro,
+            tls_options=self.config.tls_options,
+            disable_nagle_algorithm=self.config.disable_nagle_algorithm,
+            default_timeout=DEFAULT_TIMEOUT,
+        )
+
+        def open_one() -> WebSocketConnection:
+            conn = self.connect(url, protocols, origin, headers, ro, wait=True)
+            assert conn is not None
+            return conn
+
+        handle = Reconnect(
+            open_one,
+            description=redact_url(url),
+            backoff=backoff,
+            retry=retry,
+            max_attempts=max_attempts,
+            on_retry=lambda attempt, delay, error: self._emit("reconnect", attempt, delay, error),
+            on_stop=self.abort,
+        )
+
+        def run() -> None:
+            try:
+                for conn in handle:
+                    closed = threading.Event()
+                    conn.on("close", lambda code, reason, closed=closed: closed.set())
+                    if conn.connected:
+                        closed.wait()
+            except Exception as exc:  # connect_failed already reported it
+                handle.error = exc
+                logger.info("stopped reconnecting to %s: %s", redact_url(url), exc)
+
+        handle.thread = threading.Thread(target=run, name="wsclient-reconnect", daemon=True)
+        handle.thread.start()
+        return handle
 
     def abort(self) -> None:
         """Cancel the opening in progress (from any thread).
@@ -218,11 +315,79 @@ class WebSocketClient(EventEmitter):
             attempt.sockets.clear()
 
     def _open(
-        self, attempt: _Attempt, uri: Any, handshake: ClientHandshake, ro: TransportOptions
+        self, attempt: _Attempt, uri: WSURI, handshake: ClientHandshake, ro: TransportOptions
     ) -> WebSocketConnection:
-        config = self.config
+        """The opening: one hop, or with ``follow_redirects`` a hop per redirect, all of
+        them within the one ``timeout``."""
         deadline = Deadline(ro.timeout)
-        options = ro
+        hops = 0
+        while True:
+            try:
+                return self._open_hop(attempt, uri, handshake, ro, deadline)
+            except InvalidStatus as exc:
+                if not self.config.follow_redirects or attempt.aborted:
+                    raise
+                target = self._redirect(exc, uri, hops)
+                if target is None:
+                    raise
+                hops += 1
+                logger.info(
+                    "following a %d redirect (%d of at most %d) from %s to %s",
+                    exc.response.status, hops, self.config.max_redirects, uri, target,
+                )
+                handshake = _handshake_for(handshake, uri, target)
+                uri = target
+
+    def _redirect(self, exc: InvalidStatus, uri: WSURI, hops: int) -> WSURI | None:
+        """Where a 3xx answer sends the opening: the next URL, None when the answer is
+        not a redirect to follow (no Location, or another status).
+
+        Raises:
+            InvalidStatus: with the 3xx response and a message saying why it is not followed.
+        """
+        response = exc.response
+        location = response.headers.get("Location") if response.status in REDIRECT_STATUSES else None
+        if not location:
+            return None
+
+        def refuse(why: str) -> InvalidStatus:
+            return InvalidStatus(status_message(response, why), response)
+
+        if hops >= self.config.max_redirects:
+            raise refuse(f"more than max_redirects={self.config.max_redirects} redirects") from None
+        # Resolve through the HTTP equivalent, then map http(s) to ws(s).
+        base = ("https" if uri.secure else "http") + str(uri)[len(uri.scheme) :]
+        try:
+            absolute = urllib.parse.urljoin(base, location.strip())
+        except ValueError:
+            raise refuse("the Location is not a valid URL") from None
+        scheme, sep, rest = absolute.partition("://")
+        scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+        if not sep or scheme not in ("ws", "wss"):
+            raise refuse("the Location is not an http(s):// or ws(s):// URL") from None
+        try:
+            target = parse_uri(f"{scheme}://{rest}")
+        except InvalidURL as err:
+            raise refuse(f"the Location is not a usable URL ({err})") from None
+        if uri.secure and not target.secure:
+            raise refuse("a redirect from wss:// to ws:// (a downgrade) is refused") from None
+        if target.origin != uri.origin:
+            # Credentials of one origin never go to another.
+            target = dataclasses.replace(target, user_info=None)
+        elif target.user_info is None and uri.user_info is not None:
+            target = dataclasses.replace(target, user_info=uri.user_info)
+        return target
+
+    def _open_hop(
+        self,
+        attempt: _Attempt,
+        uri: WSURI,
+        handshake: ClientHandshake,
+        options: TransportOptions,
+        deadline: Deadline,
+    ) -> WebSocketConnection:
+        """One opening to ``uri`` (no redirects): transport, handshake, connection."""
+        config = self.config
 
         def register(sock: Any) -> None:
             with self._lock:
@@ -292,6 +457,23 @@ class WebSocketClient(EventEmitter):
             except OSError:
                 pass
             raise
+
+
+def _handshake_for(previous: ClientHandshake, uri: WSURI, target: WSURI) -> ClientHandshake:
+    """The handshake of the next redirect hop: the same offer; the ``Authorization`` and
+    ``Cookie`` headers are dropped when the origin changes."""
+    headers: list[tuple[str, str]] = list(previous.headers or ())  # type: ignore[arg-type]
+    if target.origin != uri.origin:
+        headers = [(k, v) for k, v in headers if k.lower() not in _ORIGIN_BOUND_HEADERS]
+    return ClientHandshake(
+        target,
+        subprotocols=previous.subprotocols,
+        headers=headers,
+        origin=previous.origin,
+        version=previous.version,
+        deflate=previous.deflate,
+        user_agent=previous.user_agent,
+    )
 
 
 def _shutdown(sock: Any) -> None:

@@ -1,4 +1,4 @@
-"""``ClientConfig``: the options of API.md section 4, validated once at construction."""
+"""``ClientConfig``: the options of a client (WebSocket-Node's names), validated once at construction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClientConfig"]
+__all__ = ["ClientConfig", "default_user_agent"]
+
+
+def default_user_agent() -> str:
+    """``wsclient/<version> Python/<major.minor>``: what gateways and WAFs see by default."""
+    import sys
+
+    from . import __version__  # at call time: the package is imported by then
+
+    return f"wsclient/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -27,7 +36,7 @@ def _duration(name: str, value: Any, *, optional: bool) -> None:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """Options of a :class:`~wsclient.WebSocketClient` (the seed's names in snake_case).
+    """Options of a :class:`~wsclient.WebSocketClient` (WebSocket-Node's names in snake_case).
 
     Durations are in seconds. A bad value raises ``ValueError`` here, at construction.
     """
@@ -58,6 +67,12 @@ class ClientConfig:
     #: ``"deflate"`` (permessage-deflate with default options), a
     #: :class:`~wsclient.DeflateOptions`, or ``None`` for no compression.
     compression: Any = "deflate"
+    #: The ``User-Agent`` header, sent unless the request headers give one; None sends none.
+    user_agent: str | None = field(default_factory=default_user_agent)
+    #: Follow 301/302/303/307/308 answers that carry a ``Location`` (see docs/redirects.md).
+    follow_redirects: bool = False
+    #: How many redirects one opening follows at most.
+    max_redirects: int = 10
 
     def __post_init__(self) -> None:
         if self.web_socket_version not in (8, 13) or isinstance(self.web_socket_version, bool):
@@ -66,7 +81,17 @@ class ClientConfig:
         _positive_int("max_received_message_size", self.max_received_message_size)
         _positive_int("fragmentation_threshold", self.fragmentation_threshold)
         _positive_int("max_queue", self.max_queue)
-        for name in ("fragment_outgoing_messages", "assemble_fragments", "disable_nagle_algorithm"):
+        if self.user_agent is not None:
+            if not isinstance(self.user_agent, str):
+                raise ValueError(f"user_agent must be a str or None, not {type(self.user_agent).__name__}")
+            from .handshake import check_header
+
+            check_header("User-Agent", self.user_agent, what="user_agent")
+        if isinstance(self.max_redirects, bool) or not isinstance(self.max_redirects, int) or self.max_redirects < 0:
+            raise ValueError(f"max_redirects must be a non-negative int, not {self.max_redirects!r}")
+        for name in (
+            "fragment_outgoing_messages", "assemble_fragments", "disable_nagle_algorithm", "follow_redirects",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
         _duration("close_timeout", self.close_timeout, optional=False)

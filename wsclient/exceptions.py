@@ -1,6 +1,11 @@
-"""The exception tree of wsclient (API.md section 5).
+"""The exception tree of wsclient.
 
 This module imports nothing from the package, so every other module can import it.
+
+Every class pickles and copies with its attributes (``code``, ``reason``, ``response``), so
+an exception crosses a process boundary intact (a Celery result, a ``ProcessPoolExecutor``):
+the classes whose ``__init__`` takes more than the message define ``__reduce__``, because
+``BaseException`` pickles ``self.args`` alone and would call ``__init__`` with the message only.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ __all__ = [
     "ProxyError",
     "TLSError",
     "WebSocketError",
+    "redact_url",
+    "status_message",
 ]
 
 
@@ -68,12 +75,18 @@ class HandshakeError(ConnectFailed):
 class InvalidStatus(HandshakeError):
     """The server answered with a status other than 101.
 
-    ``response`` has ``status``, ``reason``, ``headers`` and ``body``.
+    ``response`` has ``status``, ``reason``, ``headers`` and ``body`` (the start of the
+    body). The message says the status, the reason and the ``Location`` when there is one.
     """
 
-    def __init__(self, message: str, response: Any) -> None:
+    def __init__(self, message: str | None, response: Any) -> None:
+        if message is None:
+            message = status_message(response)
         super().__init__(message)
         self.response = response
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0] if self.args else None, self.response), self.__dict__)
 
 
 class ConnectionClosed(WebSocketError):
@@ -85,6 +98,10 @@ class ConnectionClosed(WebSocketError):
         if message is None:
             message = f"connection closed: code {code}" + (f", reason {reason!r}" if reason else "")
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        message = self.args[0] if self.args else None
+        return (type(self), (self.code, self.reason, message), self.__dict__)
 
 
 class ConnectionClosedOK(ConnectionClosed):
@@ -105,6 +122,9 @@ class ProtocolError(WebSocketError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0] if self.args else "", self.code), self.__dict__)
+
 
 class PayloadTooBig(ProtocolError):
     """A received frame or message is larger than the configured limit (close code 1009)."""
@@ -112,9 +132,56 @@ class PayloadTooBig(ProtocolError):
     def __init__(self, message: str) -> None:
         super().__init__(message, 1009)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0] if self.args else "",), self.__dict__)
+
 
 def closed_exception(code: int, reason: str) -> ConnectionClosed:
     """Build the ``ConnectionClosed`` subclass that fits a close code."""
     if code in (1000, 1001):
         return ConnectionClosedOK(code, reason)
     return ConnectionClosedError(code, reason)
+
+
+def status_message(response: Any, why: str | None = None) -> str:
+    """The message of an ``InvalidStatus``: status, reason, ``Location`` when there is one.
+
+    ``why`` (e.g. why a redirect was not followed) is appended when given.
+    """
+    status = getattr(response, "status", "?")
+    reason = (getattr(response, "reason", "") or "").strip()
+    message = f"server rejected WebSocket connection: HTTP {status} {reason}".rstrip()
+    headers = getattr(response, "headers", None)
+    location = headers.get("Location") if headers is not None else None
+    if location:
+        # Cut a long or hostile value; repr() shows control characters escaped.
+        message += f" (Location: {redact_url(location[:200])!r})"
+    if why:
+        message += f": {why}"
+    return message
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the credentials of its authority (``user:password@``) replaced by ``***``.
+
+    Works on text that does not parse as a URL too (it is used to build error messages
+    about such text), so it finds the authority by hand: after ``//``, up to the query.
+    """
+    start = url.find("//")
+    if start < 0:
+        return url
+    start += 2
+    end = len(url)
+    for sep in "?#":
+        pos = url.find(sep, start)
+        if pos >= 0:
+            end = min(end, pos)
+    at = url.rfind("@", start, end)
+    if at < 0:
+        return url
+    userinfo = url[start:at]
+    # "ws://host/path/@x" has an "@" in its path, not credentials: keep it, unless the part
+    # before the "@" looks like user:password (a password may hold a raw "/").
+    if "/" in userinfo and ":" not in userinfo:
+        return url
+    return url[:start] + "***@" + url[at + 1 :]

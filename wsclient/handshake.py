@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import HandshakeError, InvalidStatus
 from .http11 import MAX_BODY_SIZE, MAX_HEAD_SIZE, Headers, HTTPParseError, Response, ResponseReader
@@ -75,13 +75,61 @@ def _split_commas(value: str) -> list[str]:
     return items
 
 
-def _check_header_value(name: str, value: str) -> None:
-    if not isinstance(name, str) or not isinstance(value, str):
-        raise ValueError(f"header names and values must be str: {name!r}: {value!r}")
+# Field values may hold visible characters, spaces and tabs (RFC 9110 section 5.5): any
+# other control character could split the request or smuggle a header past a gateway.
+_BAD_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_header(name: object, value: object, *, what: str = "header") -> None:
+    """Raise ``ValueError`` unless ``name: value`` is a valid HTTP field that can be sent.
+
+    The request head is encoded as ISO-8859-1, so a value outside it cannot be sent either.
+    The message never repeats the value: it may be a credential (``Authorization``).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{what} names must be str, not {type(name).__name__}")
     if not _TOKEN_RE.match(name):
-        raise ValueError(f"invalid header name {name!r}")
-    if any(c in value for c in "\r\n\x00"):
-        raise ValueError(f"header {name!r} has a CR, LF or NUL in its value")
+        raise ValueError(f"invalid {what} name {name[:100]!r}: it must be an HTTP token")
+    if not isinstance(value, str):
+        raise ValueError(f"the value of the {what} {name!r} must be str, not {type(value).__name__}")
+    if _BAD_VALUE_RE.search(value):
+        raise ValueError(f"the value of the {what} {name!r} contains a control character (CR, LF, ...)")
+    # max() instead of encode(): a UnicodeEncodeError would keep the value in its args
+    # (and as the ValueError's __context__).
+    if value and max(value) > "\xff":
+        raise ValueError(
+            f"the value of the {what} {name!r} cannot be sent: HTTP header values are "
+            "ISO-8859-1 (encode other text, e.g. percent-encoding or base64)"
+        )
+
+
+def header_pairs(headers: object, *, what: str = "header", allow_bytes: bool = False) -> list[tuple[str, str]]:
+    """Validate ``headers`` (a mapping or an iterable of pairs) into a list of pairs.
+
+    With ``allow_bytes``, bytes values are taken as ISO-8859-1 (``proxy_headers`` accepts them).
+
+    Raises:
+        ValueError: not a mapping or pairs, or a field that :func:`check_header` refuses.
+    """
+    if headers is None:
+        return []
+    if isinstance(headers, (str, bytes)):
+        raise ValueError(f"{what}s must be a mapping or (name, value) pairs, not {type(headers).__name__}")
+    source: Any = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        items = list(source)
+    except TypeError:
+        raise ValueError(f"{what}s must be a mapping or (name, value) pairs") from None
+    result: list[tuple[str, str]] = []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"{what}s must be a mapping or (name, value) pairs")
+        name, value = item
+        if allow_bytes and isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("latin-1")
+        check_header(name, value, what=what)
+        result.append((name, value))
+    return result
 
 
 @dataclass
@@ -94,10 +142,13 @@ class ClientHandshake:
 
     uri: WSURI
     subprotocols: list[str] | None = None
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    # repr=False: the headers may carry credentials (Authorization, Cookie).
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = field(default=None, repr=False)
     origin: str | None = None
     version: int = 13
     deflate: DeflateOptions | None = None
+    #: The ``User-Agent`` sent unless ``headers`` holds one; None: no User-Agent.
+    user_agent: str | None = None
     key: str = field(default_factory=lambda: base64.b64encode(os.urandom(16)).decode("ascii"))
 
     response: Response | None = field(default=None, init=False)
@@ -114,11 +165,11 @@ class ClientHandshake:
                 if not isinstance(p, str) or not _TOKEN_RE.match(p):
                     raise ValueError(f"invalid subprotocol {p!r}: must be an HTTP token")
         if self.origin is not None:
-            _check_header_value("Origin", self.origin)
-        pairs = self.headers.items() if isinstance(self.headers, Mapping) else (self.headers or ())
-        self.headers = [(k, v) for k, v in pairs]
-        for k, v in self.headers:
-            _check_header_value(k, v)
+            check_header("Origin", self.origin, what="origin")
+        self.headers = header_pairs(self.headers)
+        if self.user_agent is not None:
+            check_header("User-Agent", self.user_agent, what="user_agent")
+        for k, _ in self.headers:
             if k.lower() in _RESERVED:
                 raise ValueError(f"header {k!r} is set by the handshake and cannot be given")
 
@@ -146,6 +197,8 @@ class ClientHandshake:
         if uri.user_info is not None and "authorization" not in given:
             cred = f"{uri.user_info[0]}:{uri.user_info[1]}".encode()
             lines.append("Authorization: Basic " + base64.b64encode(cred).decode("ascii"))
+        if self.user_agent is not None and "user-agent" not in given:
+            lines.append(f"User-Agent: {self.user_agent}")
         for k, v in user:
             lines.append(f"{k}: {v}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -189,10 +242,7 @@ class ClientHandshake:
         response = self.response
         assert response is not None
         if response.status != 101:
-            raise InvalidStatus(
-                f"server rejected WebSocket connection: HTTP {response.status} {response.reason}".rstrip(),
-                response,
-            )
+            raise InvalidStatus(None, response)  # the message says status, reason, Location
         h = response.headers
         if "websocket" not in h.tokens("Upgrade"):
             raise HandshakeError(f"the response has no 'Upgrade: websocket' header (got {h.get('Upgrade')!r})")

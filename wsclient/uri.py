@@ -1,14 +1,25 @@
-"""Parsing of ``ws://`` and ``wss://`` URLs into a small frozen value."""
+"""Parsing of ``ws://`` and ``wss://`` URLs into a small frozen value.
+
+Error messages never repeat the credentials of a URL (:func:`redact_url`), and a URL is
+refused as a whole when it holds a control character, so nothing raw reaches the wire.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .exceptions import InvalidURL
+from .exceptions import InvalidURL, redact_url
 
-__all__ = ["WSURI", "parse_uri"]
+__all__ = ["WSURI", "parse_uri", "redact_url", "validate_host"]
+
+# Any byte below 0x20, 0x7F, and the space: none may appear in a URL (RFC 3986), and
+# urlsplit() lets most of them through into the request line or the Host header.
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+# A host name label: letters, digits, hyphen; "_" too, which real internal names use.
+_LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,8 @@ class WSURI:
     host: str
     port: int
     resource: str
-    user_info: tuple[str, str] | None = None
+    #: (user, password) from the URL; never shown by ``repr()``.
+    user_info: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def scheme(self) -> str:
@@ -46,8 +58,29 @@ class WSURI:
         host = f"[{self.host}]" if self.is_ipv6 else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port): what decides whether credentials may follow a redirect."""
+        return (self.scheme, self.host.lower(), self.port)
+
     def __str__(self) -> str:
         return f"{self.scheme}://{self.authority}{self.resource}"
+
+
+def validate_host(host: str) -> str:
+    """Check an ASCII host name (or IPv4 address) label by label; returns it.
+
+    Raises:
+        ValueError: an empty label (``a..b``), a label longer than 63 characters or with a
+            character a host name cannot hold, or a name longer than 253 characters.
+    """
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253:
+        raise ValueError(f"host {host!r} is not a valid host name (empty or too long)")
+    for label in name.split("."):
+        if not _LABEL_RE.match(label):
+            raise ValueError(f"host {host!r} is not a valid host name (bad label {label!r})")
+    return host
 
 
 def parse_uri(url: str) -> WSURI:
@@ -59,41 +92,52 @@ def parse_uri(url: str) -> WSURI:
     """
     if not isinstance(url, str):
         raise InvalidURL(f"the URL must be a str, not {type(url).__name__}")
-    if any(c in url for c in "\r\n\x00 \t"):
-        raise InvalidURL(f"the URL {url!r} contains whitespace or control characters")
+    shown = redact_url(url)
+    if _BAD_URL_CHARS.search(url):
+        raise InvalidURL(f"the URL {shown!r} contains whitespace or control characters")
+    detail = None
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURL(f"invalid URL {url!r}: {exc}") from exc
+        # urlsplit's message can quote a piece of a password ("Port could not be cast to
+        # integer value as 'se'" for "ws://u:se/cret@h"): only show it when there is none.
+        detail = str(exc) if "@" not in url else "bad port or credentials"
+    if detail is not None:
+        # Raised outside the except block: not even __context__ keeps urlsplit's message.
+        raise InvalidURL(f"invalid URL {shown!r}: {detail}")
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
-        raise InvalidURL(f"{url!r} is not a WebSocket URL: the scheme must be ws:// or wss://")
+        raise InvalidURL(f"{shown!r} is not a WebSocket URL: the scheme must be ws:// or wss://")
     if parts.fragment or url.endswith("#"):
-        raise InvalidURL(f"{url!r}: a WebSocket URL must not have a fragment")
+        raise InvalidURL(f"{shown!r}: a WebSocket URL must not have a fragment")
     host = parts.hostname
     if not host:
-        raise InvalidURL(f"{url!r} has no host")
+        raise InvalidURL(f"{shown!r} has no host")
     secure = scheme == "wss"
     if port is None:
         port = 443 if secure else 80
     elif port == 0:
-        raise InvalidURL(f"{url!r}: port 0 is not a valid port")
+        raise InvalidURL(f"{shown!r}: port 0 is not a valid port")
     if ":" in host:
         try:
             host = ipaddress.IPv6Address(host.split("%", 1)[0]).compressed + (
                 "%" + host.split("%", 1)[1] if "%" in host else ""
             )
-        except ValueError as exc:
-            raise InvalidURL(f"{url!r}: bad IPv6 address {host!r}") from exc
+        except ValueError:
+            raise InvalidURL(f"{shown!r}: bad IPv6 address {host!r}") from None
     else:
         try:
             host.encode("ascii")
         except UnicodeEncodeError:
             try:
                 host = host.encode("idna").decode("ascii")
-            except UnicodeError as exc:
-                raise InvalidURL(f"{url!r}: host {host!r} cannot be IDNA-encoded") from exc
+            except UnicodeError:
+                raise InvalidURL(f"{shown!r}: host {host!r} cannot be IDNA-encoded") from None
+        try:
+            validate_host(host)
+        except ValueError as exc:
+            raise InvalidURL(f"{shown!r}: {exc}") from None
     path = parts.path or "/"
     resource = path + ("?" + parts.query if parts.query else "")
     try:

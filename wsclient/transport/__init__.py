@@ -24,27 +24,16 @@ from .._net import (
     tcp_socket_options,
     tls_info,
 )
-from ..exceptions import ConnectTimeout, TLSError
+from ..exceptions import ConnectFailed, ConnectTimeout, ProxyError, TLSError
 from ..proxy import ProxyURL, needs_tls_in_tls, redact_url, select_proxy, wrap_tls_in_tls
 from ..proxy import open_tunnel as _open_tunnel
 from ..uri import WSURI
 from .options import parse_request_options
-from .tls import make_ssl_context
+from .tls import make_ssl_context, trust_source
 
-__all__ = ["Deadline", "TransportOptions", "describe_trust", "make_ssl_context", "open_stream", "parse_request_options"]
+__all__ = ["Deadline", "TransportOptions", "make_ssl_context", "open_stream", "parse_request_options"]
 
 logger = logging.getLogger("wsclient.transport")
-
-
-def describe_trust(verify: bool | str | ssl.SSLContext | None) -> str:
-    """Which trust source verifies a certificate, in words (the "trust_source" traced)."""
-    if verify is False:
-        return "none (verify=False: the certificate is not checked)"
-    if isinstance(verify, ssl.SSLContext):
-        return "the ssl.SSLContext given"
-    if isinstance(verify, str):
-        return f"the CA bundle {verify}"
-    return "certifi's CA roots"
 
 
 def _tls_errors(what: str) -> dict[type[BaseException], Any]:
@@ -103,9 +92,20 @@ def open_stream(
             return _open_one(uri, proxy, options, deadline, on_socket, trace, share)
         except Unreachable as exc:
             if left == 1:
-                raise
+                raise _public(exc) from exc.__cause__
             logger.debug("%s cannot be reached (%s): trying the next candidate", proxy or "DIRECT", exc)
     raise AssertionError("no proxy candidates")  # select_proxy always gives at least one
+
+
+def _public(exc: Unreachable) -> ConnectFailed:
+    """The public exception for the last unreachable candidate (``Unreachable`` only steers
+    the failover inside this module: users see ConnectTimeout, ProxyError or ConnectFailed)."""
+    kind: type[ConnectFailed] = ConnectFailed
+    if isinstance(exc, ConnectTimeout):
+        kind = ConnectTimeout
+    elif isinstance(exc, ProxyError):
+        kind = ProxyError
+    return kind(str(exc))
 
 
 def _open_one(
@@ -129,13 +129,13 @@ def _open_one(
     else:
         logger.debug("connecting to %s through proxy %s", target, proxy)
         proxy_verify = options.verify if options.proxy_verify is None else options.proxy_verify
-        proxy_tls = make_ssl_context(proxy_verify, options.proxy_cert, {}) if proxy.is_tls else None
+        proxy_tls = make_ssl_context(proxy_verify, options.proxy_cert, {}, trust_env=options.trust_env) if proxy.is_tls else None
         tunnel_trace = trace
         if trace is not None:
 
             def tunnel_trace(stage: str, info: dict[str, Any]) -> None:
                 if stage == "proxy_tls":
-                    info["trust_source"] = describe_trust(proxy_verify)
+                    info["trust_source"] = trust_source(proxy_verify, options.trust_env)
                 trace(stage, info)
 
         sock = _open_tunnel(
@@ -163,7 +163,7 @@ def _start_tls(
     target: str,
 ) -> Any:
     """The target's TLS handshake over ``sock`` (inside the proxy's TLS when needed)."""
-    ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options)
+    ctx = options.ssl_context or make_ssl_context(options.verify, options.cert, options.tls_options, trust_env=options.trust_env)
     hostname = options.server_hostname or uri.host
     started = time.monotonic()
     if tunnelled and needs_tls_in_tls(sock):
@@ -186,6 +186,6 @@ def _start_tls(
         on_socket(sock)
     if trace is not None:
         info = tls_info(sock, time.monotonic() - started)
-        info["trust_source"] = describe_trust(options.ssl_context or options.verify)
+        info["trust_source"] = trust_source(options.ssl_context or options.verify, options.trust_env)
         trace("tls", info)
     return sock

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .._net import TransportOptions
-from ..handshake import _check_header_value as check_header
+from ..handshake import header_pairs
 from ..proxy import check_proxies_keys
 
 __all__ = ["REQUEST_OPTION_KEYS", "TransportOptions", "parse_request_options"]
@@ -20,19 +20,6 @@ REQUEST_OPTION_KEYS = frozenset(
         "socket_options", "server_hostname", "ssl_context", "proxies", "verify", "cert", "trust_env",
     }
 )
-
-
-def _proxy_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]] | None) -> tuple[tuple[str, str], ...]:
-    if headers is None:
-        return ()
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    result = []
-    for name, value in pairs:
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        check_header(name, value)
-        result.append((name, value))
-    return tuple(result)
 
 
 def parse_request_options(
@@ -64,7 +51,7 @@ def parse_request_options(
         proxies=proxies,
         trust_env=ro.get("trust_env", True),
         proxy=ro.get("proxy"),
-        proxy_headers=_proxy_headers(ro.get("proxy_headers")),
+        proxy_headers=tuple(header_pairs(ro.get("proxy_headers"), what="proxy header", allow_bytes=True)),
         proxy_verify=ro.get("proxy_verify"),
         proxy_cert=ro.get("proxy_cert"),
         timeout=ro.get("timeout", default_timeout),

@@ -407,7 +407,7 @@ def test_bad_proxy_headers(options: Any) -> None:
     """Refused when the options are parsed, before any socket exists."""
     with pytest.raises(ValueError, match="CR, LF"):
         options(request_options={"proxy_headers": {"X": "a\r\nB: c"}})
-    with pytest.raises(ValueError, match="invalid header name"):
+    with pytest.raises(ValueError, match="invalid proxy header name"):
         options(request_options={"proxy_headers": {"Bad Name": "x"}})
 
 
