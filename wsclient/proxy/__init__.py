@@ -1,7 +1,9 @@
 """Proxies: which one a connection uses, and the tunnel through it.
 
 * :func:`select_proxy`: ``request_options["proxy"]``, then ``proxies=``, then (with
-  ``trust_env``) the environment, with ``NO_PROXY`` exemptions.
+  ``trust_env``) the environment, with ``NO_PROXY`` exemptions;
+  :func:`select_candidates`: the ordered list to try, from a PAC file (``proxy/pac.py``)
+  when ``proxies={"pac": URL}``.
 * :func:`open_tunnel`: a stream connected *through* the proxy to the target (HTTP CONNECT
   with Negotiate/NTLM/Digest/Basic authentication, or SOCKS4/4a/5/5h via PySocks).
 * :func:`wrap_tls_in_tls`: the target's TLS inside the TLS to an ``https://`` proxy.
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .selection import no_proxy_matches, select_proxy
+from .selection import no_proxy_matches, select_candidates, select_proxy
 from .streams import ReplayStream, Stream, TLSInTLSStream, wrap_tls_in_tls
 from .tunnel import ProxyResponse
 from .url import ProxyURL, parse_proxy_url, redact_url
@@ -30,6 +32,7 @@ __all__ = [
     "open_tunnel",
     "parse_proxy_url",
     "redact_url",
+    "select_candidates",
     "select_proxy",
     "wrap_tls_in_tls",
 ]

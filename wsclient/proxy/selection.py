@@ -22,11 +22,12 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..uri import WSURI
 from .url import ProxyURL, parse_proxy_url
 
-__all__ = ["environment_proxy", "no_proxy_matches", "select_proxy"]
+__all__ = ["environment_proxy", "no_proxy_matches", "select_candidates", "select_proxy"]
 
 logger = logging.getLogger("wsclient.proxy")
 
@@ -84,6 +85,53 @@ def select_proxy(
         logger.debug("%s is exempt from the proxy by NO_PROXY", uri.host)
         return None
     return parse_proxy_url(url)
+
+
+# --- PAC: proxies={"pac": URL} ---------------------------------------------------------
+# Kept apart from select_proxy (which returns one proxy): a PAC answer is an ordered list.
+
+
+def select_candidates(
+    uri: WSURI,
+    *,
+    proxies: Mapping[str, str | None] | None,
+    trust_env: bool,
+    request_proxy: str | None,
+    deadline: Any,
+    options: Any,
+) -> tuple[tuple[ProxyURL | None, ...], str]:
+    """The proxies to try in order for ``uri`` (``None`` is a direct connection), and why.
+
+    A ``"pac"`` key of ``proxies`` is used when no key of the mapping names a proxy for
+    this target (``request_options["proxy"]`` and the ``ws``/``wss``/``http``/``https``/
+    ``all``/``<scheme>://<host>`` keys win over it), after the mapping's own ``"no_proxy"``.
+    Otherwise this is :func:`select_proxy`'s one proxy.
+
+    Raises:
+        ProxyError: the PAC file cannot be fetched or evaluated (see ``proxy/pac.py``).
+        InvalidURL: the chosen proxy URL is unusable.
+    """
+    pac_url = proxies.get("pac") if proxies is not None else None
+    if request_proxy is None and proxies is not None and pac_url and _mapping_key(uri, proxies) is None:
+        if no_proxy_matches(uri.host, uri.port, proxies.get("no_proxy") or ""):
+            return (None,), f"proxies['no_proxy'] exempts {uri.host}"
+        from .pac import resolve_pac
+
+        return resolve_pac(pac_url, uri, deadline, options)
+    proxy = select_proxy(uri, proxies=proxies, trust_env=trust_env, request_proxy=request_proxy)
+    return (proxy,), "proxy settings" if proxy is not None else "no proxy"
+
+
+def _mapping_key(uri: WSURI, proxies: Mapping[str, str | None]) -> str | None:
+    for key in _mapping_keys(uri):
+        if key in proxies:
+            return key
+    return None
+
+
+def _mapping_keys(uri: WSURI) -> tuple[str, ...]:
+    host = uri.host.lower()
+    return (f"{uri.scheme}://{host}", uri.scheme, _HTTP_FALLBACK[uri.scheme], f"all://{host}", "all")
 
 
 def _from_mapping(uri: WSURI, proxies: Mapping[str, str | None]) -> str | None:

@@ -86,25 +86,37 @@ def open_stream(
     from .. import proxy as proxy_mod
 
     request_proxy = options.request_options.get("proxy")
-    proxy = proxy_mod.select_proxy(
-        uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=request_proxy
+    candidates, source = proxy_mod.select_candidates(
+        uri,
+        proxies=options.proxies,
+        trust_env=options.trust_env,
+        request_proxy=request_proxy,
+        deadline=deadline,
+        options=options,
     )
     target = f"{uri.host}:{uri.port}"
     sock: Any = None
+    proxy: proxy_mod.ProxyURL | None = None
     try:
-        if proxy is None:
-            logger.debug("connecting to %s", target)
-            sock = create_connection(
-                (uri.host, uri.port),
-                timeout=remaining(deadline),
-                source_address=options.source_address,
-                socket_options=_socket_options(options),
-            )
-        else:
-            logger.debug("connecting to %s through proxy %s", target, proxy)
-            sock = proxy_mod.open_tunnel(
-                proxy, uri.host, uri.port, deadline=deadline, options=options, on_socket=on_socket
-            )
+        # Candidates come from a PAC answer ("PROXY a; PROXY b; DIRECT"): move to the next
+        # one when this one cannot be reached, within the one deadline; a 407 or any answer
+        # from a proxy that was reached is final.
+        for index, proxy in enumerate(candidates):
+            try:
+                sock = _open_candidate(uri, proxy, options, deadline, on_socket)
+                break
+            except (ConnectTimeout, InvalidURL, ValueError):
+                raise
+            except Exception as exc:
+                last = index == len(candidates) - 1
+                if last or getattr(exc, "response", None) is not None:
+                    raise
+                logger.debug(
+                    "%s (from %s) cannot be reached, trying the next candidate: %s",
+                    proxy or "the direct connection",
+                    source,
+                    exc,
+                )
         if on_socket is not None:
             on_socket(sock)
         if uri.secure:
@@ -139,6 +151,33 @@ def open_stream(
         if not isinstance(exc, Exception):
             raise
         raise translate_error(exc, f"cannot connect to {uri.scheme}://{target}") from exc
+
+
+def _open_candidate(
+    uri: WSURI,
+    proxy: Any,
+    options: TransportOptions,
+    deadline: float,
+    on_socket: Callable[[Any], None] | None,
+) -> Any:
+    """TCP to the target (``proxy`` is ``None``) or a tunnel through ``proxy``."""
+    from .. import proxy as proxy_mod
+
+    if proxy is None:
+        logger.debug("connecting to %s", uri.authority)
+        try:
+            return create_connection(
+                (uri.host, uri.port),
+                timeout=remaining(deadline),
+                source_address=options.source_address,
+                socket_options=_socket_options(options),
+            )
+        except WebSocketError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, f"cannot connect to {uri.scheme}://{uri.host}:{uri.port}") from exc
+    logger.debug("connecting to %s through proxy %s", uri.authority, proxy)
+    return proxy_mod.open_tunnel(proxy, uri.host, uri.port, deadline=deadline, options=options, on_socket=on_socket)
 
 
 def _socket_options(options: TransportOptions) -> list[tuple[int, int, Any]]:
