@@ -52,4 +52,4 @@ else
         "pyspnego[kerberos]>=0.10" "pypac>=0.16"
 fi
 
-log "done: $(/usr/sbin/krb5kdc --version 2>&1 | head -1 || true); $("$PYTHON" -c 'import importlib.metadata as m; print("gssapi", m.version("gssapi"), "krb5", m.version("krb5"), "pypac", m.version("pypac"))')"
+log "done: krb5-kdc $(dpkg-query -W -f='${Version}' krb5-kdc 2>/dev/null || echo "?"); $("$PYTHON" -c 'import importlib.metadata as m; print("gssapi", m.version("gssapi"), "krb5", m.version("krb5"), "pypac", m.version("pypac"))')"

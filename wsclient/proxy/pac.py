@@ -258,7 +258,7 @@ def _download(pac_url: str, shown: str, scheme: str, deadline: Any, options: Any
             pac_url,
             headers={"Accept": "application/x-ns-proxy-autoconfig, */*"},
             timeout=urllib3.Timeout(total=left),
-            retries=urllib3.Retry(total=None, connect=0, read=0, redirect=3, status=0),
+            retries=urllib3.Retry(total=3, connect=0, read=0, other=0, status=0, redirect=3),
             preload_content=False,
         )
         try:
@@ -290,11 +290,14 @@ def _download(pac_url: str, shown: str, scheme: str, deadline: Any, options: Any
 def _fetch_error(shown: str, exc: BaseException) -> Exception:
     import urllib3
 
+    # NewConnectionError is also a ConnectTimeoutError in urllib3 2: look at its cause first.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        if not isinstance(cause, TimeoutError):
+            reason = getattr(cause, "strerror", None) or cause or exc
+            return ProxyError(f"cannot fetch the PAC file {shown}: {reason}")
     if isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
         return ConnectTimeout(f"timed out fetching the PAC file {shown}")
     if isinstance(exc, urllib3.exceptions.SSLError):
         return ProxyError(f"cannot fetch the PAC file {shown}: TLS error: {exc}")
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        return ProxyError(f"cannot fetch the PAC file {shown}: {getattr(cause, 'strerror', None) or cause or exc}")
     return ProxyError(f"cannot fetch the PAC file {shown}: {exc}")
