@@ -15,6 +15,7 @@ import base64
 import hashlib
 import logging
 import os
+import sys
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ __all__ = [
     "DigestAuth",
     "SpnegoAuth",
     "choose_authenticator",
+    "kerberos_available",
     "parse_challenges",
     "spnego_available",
 ]
@@ -351,6 +353,18 @@ def spnego_available() -> bool:
     return True
 
 
+def kerberos_available() -> bool:
+    """Whether pyspnego can do Kerberos here: Windows' SSPI, or the GSSAPI bindings (the
+    extra ``wsclient[kerberos]``, which brings ``gssapi`` and ``krb5``)."""
+    if sys.platform == "win32":
+        return spnego_available()
+    try:
+        import gssapi  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return spnego_available()
+
+
 class SpnegoAuth(Authenticator):
     """NTLM or Negotiate through pyspnego: a multi-leg exchange on one connection.
 
@@ -435,10 +449,19 @@ def choose_authenticator(
         return None, "the proxy offered no authentication scheme"
     have_spnego = spnego_available()
     missing_extra = False
+    # Negotiate without a password is Kerberos with the user's ticket cache: say why it
+    # could not start (no bindings, no ticket) rather than only "give credentials".
+    kerberos_why = ""
     for scheme in PREFERENCE:
         if scheme not in offered:
             continue
         if scheme in ("negotiate", "ntlm"):
+            if username is None and scheme == "negotiate" and not kerberos_available():
+                kerberos_why = (
+                    "Negotiate without a password needs Kerberos, and pyspnego's Kerberos "
+                    "bindings are missing: pip install 'wsclient[kerberos]'"
+                )
+                continue
             if not have_spnego:
                 missing_extra = True
                 continue
@@ -450,6 +473,11 @@ def choose_authenticator(
                 auth.first_token()
             except Exception as exc:  # no Kerberos, no NTLM provider, ...: try the next one
                 logger.debug("%s authentication is not possible here: %s", scheme, exc)
+                if username is None and scheme == "negotiate":
+                    kerberos_why = (
+                        f"Kerberos for HTTP@{proxy_host} failed: {_first_line(exc)} "
+                        "(is there a ticket? run kinit, check KRB5CCNAME)"
+                    )
                 continue
             return auth, ""
         if username is None:
@@ -462,10 +490,20 @@ def choose_authenticator(
         if scheme == "basic":
             return BasicAuth(username, password or ""), ""
     names = ", ".join(sorted(offered))
-    if username is None:
+    if username is None and kerberos_why:
+        why = f"the proxy requires authentication ({names}); {kerberos_why}"
+        if offered - {"negotiate"}:
+            why += ", or give credentials in the proxy URL"
+    elif username is None:
         why = f"the proxy requires authentication ({names}); give credentials in the proxy URL"
     else:
         why = f"none of the proxy's authentication schemes ({names}) can be answered"
     if missing_extra:
         why += "; NTLM/Negotiate need pyspnego: pip install wsclient[ntlm]"
     return None, why
+
+
+def _first_line(exc: BaseException) -> str:
+    """A one-line, bounded summary of a GSSAPI/pyspnego error (theirs span many lines)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."

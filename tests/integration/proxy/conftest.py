@@ -15,6 +15,7 @@ if str(HERE) not in sys.path:  # so that test modules can `import proxypeers` in
 from proxypeers import (  # noqa: E402, F401
     dante_auth,
     dante_open,
+    krb5_realm,
     negotiate_proxy,
     ntlm_proxy,
     options,
@@ -28,6 +29,7 @@ from proxypeers import (  # noqa: E402, F401
     squid_basic,
     squid_digest,
     squid_https,
+    squid_kerberos,
     squid_ntlm,
     squid_open,
     tcp_target,

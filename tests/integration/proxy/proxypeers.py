@@ -186,7 +186,7 @@ via off
 class Squid(ProxyProcess):
     """One squid process with its own configuration."""
 
-    def __init__(self, auth: str, *, https: Any = None) -> None:
+    def __init__(self, auth: str, *, https: Any = None, realm: Any = None) -> None:
         super().__init__(f"squid-{auth}", "127.0.0.1", free_port())
         squid = shutil.which("squid") or "/usr/sbin/squid"
         need(os.path.exists(squid), "squid is not installed")
@@ -219,6 +219,13 @@ class Squid(ProxyProcess):
             helpers.append(
                 f"auth_param ntlm program {SQUID_HELPERS}/ntlm_fake_auth\n"
                 f"auth_param ntlm {children}\nauth_param ntlm keep_alive on"
+            )
+        if auth == "negotiate":
+            # Kerberos only (krb5realm.Realm): the keytab holds the proxy's HTTP/localhost key.
+            helpers.append(
+                f"auth_param negotiate program {SQUID_HELPERS}/negotiate_kerberos_auth "
+                f"-k {realm.keytab} -s {realm.service} -c {d}\n"
+                f"auth_param negotiate {children}\nauth_param negotiate keep_alive on"
             )
         for helper in helpers:
             program = helper.split()[3]
@@ -261,6 +268,8 @@ class Squid(ProxyProcess):
                 stdout=err,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # The auth helpers inherit squid's environment (KRB5_CONFIG for Kerberos).
+                env={**os.environ, **realm.env()} if realm is not None else None,
             )
         try:
             wait_port(self.host, self.port, self.proc, d / "cache.log", self.name)
@@ -322,6 +331,39 @@ squid_basic = _squid_fixture("basic")
 squid_digest = _squid_fixture("digest")
 squid_ntlm = _squid_fixture("ntlm")
 squid_all = _squid_fixture("all")
+
+
+@pytest.fixture(scope="session")
+def krb5_realm() -> Iterator[Any]:
+    """A loopback MIT Kerberos realm (krb5realm.py) with alice's ticket in its cache."""
+    from krb5realm import Realm, missing_programs
+
+    missing = missing_programs()
+    need(not missing, f"MIT Kerberos programs are missing ({', '.join(missing)}): .ci/install-kerberos.sh")
+    try:
+        import gssapi  # noqa: F401
+        import spnego  # noqa: F401
+    except ImportError:
+        need(False, "pyspnego's Kerberos bindings are missing: pip install 'wsclient[kerberos]'")
+    realm = Realm().start()
+    try:
+        realm.kinit()
+        yield realm
+    finally:
+        realm.stop()
+
+
+@pytest.fixture(scope="session")
+def squid_kerberos(krb5_realm: Any, proxy_reaper: list[ProxyProcess]) -> Iterator[Squid]:
+    """squid asking for Negotiate only, checked by negotiate_kerberos_auth against the realm."""
+    need(
+        os.path.exists(SQUID_HELPERS / "negotiate_kerberos_auth"),
+        "squid's negotiate_kerberos_auth helper is missing",
+    )
+    proxy = Squid("negotiate", realm=krb5_realm)
+    proxy_reaper.append(proxy)
+    yield proxy
+    proxy.terminate()
 
 
 @pytest.fixture(scope="session")
