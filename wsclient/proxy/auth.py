@@ -32,6 +32,7 @@ __all__ = [
     "kerberos_available",
     "parse_challenges",
     "spnego_available",
+    "tls_server_end_point",
 ]
 
 logger = logging.getLogger("wsclient.proxy")
@@ -365,11 +366,31 @@ def kerberos_available() -> bool:
     return spnego_available()
 
 
+def tls_server_end_point(der_cert: bytes) -> bytes:
+    """The RFC 5929 ``tls-server-end-point`` channel binding data for a TLS server's
+    certificate (DER): ``b"tls-server-end-point:"`` and the certificate's hash, with the
+    hash of its signature algorithm (SHA-256 when that is MD5 or SHA-1, or has no hash)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    cert = x509.load_der_x509_certificate(der_cert)
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        algorithm = None
+    name = algorithm.name.replace("-", "_") if algorithm is not None else "sha256"
+    if name in ("md5", "sha1") or name not in hashlib.algorithms_available:
+        name = "sha256"
+    return b"tls-server-end-point:" + hashlib.new(name, der_cert).digest()
+
+
 class SpnegoAuth(Authenticator):
     """NTLM or Negotiate through pyspnego: a multi-leg exchange on one connection.
 
     With credentials, Negotiate uses Kerberos when pyspnego can, else NTLM inside SPNEGO;
-    without credentials, Negotiate tries the current Kerberos ticket cache.
+    without credentials, Negotiate tries the current Kerberos ticket cache. Given the
+    certificate of an ``https://`` proxy, the tokens carry the ``tls-server-end-point``
+    channel binding of that TLS connection (what proxies with Extended Protection require).
     """
 
     def __init__(
@@ -378,8 +399,10 @@ class SpnegoAuth(Authenticator):
         username: str | None,
         password: str | None,
         hostname: str,
+        proxy_cert: bytes | None = None,
     ) -> None:
         import spnego
+        from spnego.channel_bindings import GssChannelBindings
 
         self.scheme = scheme
         self._header = "Negotiate" if scheme == "negotiate" else "NTLM"
@@ -387,12 +410,16 @@ class SpnegoAuth(Authenticator):
         protocol = "negotiate" if scheme == "negotiate" else "ntlm"
         if username is None and scheme == "negotiate":
             protocol = "kerberos"
+        bindings = None
+        if proxy_cert:
+            bindings = GssChannelBindings(application_data=tls_server_end_point(proxy_cert))
         self._context: Any = spnego.client(
             username,
             password,
             hostname=hostname,
             service="HTTP",
             protocol=protocol,
+            channel_bindings=bindings,
         )
         self._legs = 0
         self._pending: str | None = None
@@ -438,8 +465,12 @@ def choose_authenticator(
     password: str | None,
     proxy_host: str,
     authority: str,
+    proxy_cert: bytes | None = None,
 ) -> tuple[Authenticator | None, str]:
     """Pick the strongest scheme offered that can be answered.
+
+    ``proxy_cert`` is the DER certificate of an ``https://`` proxy: NTLM and Negotiate then
+    bind their tokens to that TLS connection (RFC 5929 ``tls-server-end-point``).
 
     Returns the authenticator (already able to give its first value), or ``None`` with a
     sentence saying why nothing can be answered (for the exception message).
@@ -469,7 +500,7 @@ def choose_authenticator(
                 continue
             try:
                 secret = (password or "") if username is not None else None
-                auth = SpnegoAuth(scheme, username, secret, proxy_host)
+                auth = SpnegoAuth(scheme, username, secret, proxy_host, proxy_cert)
                 auth.first_token()
             except Exception as exc:  # no Kerberos, no NTLM provider, ...: try the next one
                 logger.debug("%s authentication is not possible here: %s", scheme, exc)

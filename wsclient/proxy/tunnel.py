@@ -424,6 +424,16 @@ def _connect_to_proxy(
     return sock  # type: ignore[no-any-return]
 
 
+def _peer_certificate(sock: Any) -> bytes | None:
+    """The DER certificate of an ``https://`` proxy (for channel binding), else ``None``."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        return sock.getpeercert(binary_form=True)
+    except (ValueError, OSError):
+        return None
+
+
 def _fail(proxy: ProxyURL, authority: str, head: _Head, body: bytes, why: str = "") -> ProxyError:
     response = Response(
         head.status, head.reason, head.headers, body, f"HTTP/{head.version[0]}.{head.version[1]}"
@@ -494,6 +504,7 @@ def open_http_tunnel(
                     password=proxy.password,
                     proxy_host=proxy.host,
                     authority=authority,
+                    proxy_cert=_peer_certificate(conn.sock),
                 )
                 if authenticator is None:
                     raise _fail(proxy, authority, head, body, why)

@@ -885,7 +885,14 @@ class SpnegoProxy:
     ``users`` records who authenticated.
     """
 
-    def __init__(self, scheme: str, user_file: Path) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        user_file: Path | None,
+        *,
+        tls_context: Any = None,
+        channel_bindings: Any = None,
+    ) -> None:
         import spnego
 
         self._spnego = spnego
@@ -893,6 +900,12 @@ class SpnegoProxy:
         self.user_file = user_file
         self.users: list[str] = []
         self.requests: list[bytes] = []
+        # An https:// proxy (TLS to the proxy) that demands this channel binding: pyspnego's
+        # acceptor checks it, and NTLM AUTHENTICATE messages must carry exactly its MD5
+        # (pyspnego alone would also accept an all-zero "no binding" value).
+        self.tls_context = tls_context
+        self.channel_bindings = channel_bindings
+        self.ntlm_bindings_seen: list[bytes | None] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -929,6 +942,14 @@ class SpnegoProxy:
     def _serve(self, conn: socket.socket) -> None:
         import base64 as b64
 
+        if self.tls_context is not None:
+            try:
+                conn.settimeout(10)
+                conn = self.tls_context.wrap_socket(conn, server_side=True)
+                conn.settimeout(None)
+            except OSError:
+                conn.close()
+                return
         buf = bytearray()
         context: Any = None
         deny = (
@@ -957,8 +978,10 @@ class SpnegoProxy:
                 token = b64.b64decode(auth.split(" ", 1)[1])
                 if context is None:
                     protocol = "ntlm" if self.scheme == "NTLM" else "negotiate"
-                    context = self._spnego.server(protocol=protocol)
+                    context = self._spnego.server(protocol=protocol, channel_bindings=self.channel_bindings)
                 try:
+                    if self.channel_bindings is not None:
+                        self._check_ntlm_bindings(token)
                     out = context.step(token)
                 except Exception:
                     context = None
@@ -986,6 +1009,30 @@ class SpnegoProxy:
             return
         finally:
             conn.close()
+
+    def _check_ntlm_bindings(self, token: bytes) -> None:
+        """Raise unless an NTLM AUTHENTICATE message in ``token`` (bare or inside SPNEGO)
+        carries MsvAvChannelBindings equal to the MD5 of the expected bindings."""
+        import hashlib
+        import struct
+
+        start = token.find(b"NTLMSSP\x00\x03\x00\x00\x00")
+        if start < 0:
+            return  # NEGOTIATE message, or Kerberos: the acceptor checks those
+        msg = token[start:]
+        nt_len, _, nt_offset = struct.unpack_from("<HHI", msg, 20)
+        nt = msg[nt_offset : nt_offset + nt_len]
+        pos, found = 44, None  # NTProofStr (16) + the fixed part of the client challenge (28)
+        while pos + 4 <= len(nt):
+            av_id, av_len = struct.unpack_from("<HH", nt, pos)
+            if av_id == 0:
+                break
+            if av_id == 0x000A:  # MsvAvChannelBindings
+                found = nt[pos + 4 : pos + 4 + av_len]
+            pos += 4 + av_len
+        self.ntlm_bindings_seen.append(found)
+        if found != hashlib.md5(self.channel_bindings.pack()).digest():
+            raise ValueError("wrong or missing channel binding")
 
     def stop(self) -> None:
         self.sock.close()
