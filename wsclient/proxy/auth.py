@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,12 @@ __all__ = [
     "DigestAuth",
     "SpnegoAuth",
     "choose_authenticator",
+    "continues_handshake",
+    "forget_proxy_schemes",
     "kerberos_available",
     "parse_challenges",
+    "preemptive_authenticator",
+    "remember_scheme",
     "spnego_available",
     "tls_server_end_point",
 ]
@@ -259,6 +264,8 @@ class DigestAuth(Authenticator):
         self._tries = 0
         self._nonce: str | None = None
         self._nc = 0
+        #: The challenge of the last value computed (remembered for the next CONNECT).
+        self.last_challenge: Challenge | None = None
 
     @staticmethod
     def supports(challenge: Challenge) -> bool:
@@ -290,6 +297,7 @@ class DigestAuth(Authenticator):
             raise ValueError(f"unsupported Digest algorithm {algorithm!r}")
         realm = params.get("realm", "")
         nonce = params["nonce"]
+        self.last_challenge = challenge
         if nonce != self._nonce:
             self._nonce = nonce
             self._nc = 0
@@ -538,3 +546,109 @@ def _first_line(exc: BaseException) -> str:
     """A one-line, bounded summary of a GSSAPI/pyspnego error (theirs span many lines)."""
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+
+# --- remembered schemes ----------------------------------------------------------------
+# After a proxy accepted a scheme, the next CONNECT to it (same proxy URL scheme, host, port
+# and user name) in this process answers at once instead of waiting for a 407: Basic and
+# Digest (with the last nonce and the next nonce count) preemptively, NTLM and Negotiate by
+# sending their first token. Only the scheme, and for Digest the proxy's last challenge and
+# its nonce count, are kept: the values are computed from the proxy URL's credentials of
+# each connection, so no secret is stored here.
+
+
+@dataclass
+class _Remembered:
+    scheme: str
+    challenge: Challenge | None = None
+    nc: int = 0
+
+
+_remembered: dict[tuple[str, str, int, str | None], _Remembered] = {}
+_remembered_lock = threading.Lock()
+
+
+def _memory_key(proxy: Any) -> tuple[str, str, int, str | None]:
+    return (proxy.scheme, proxy.host.lower(), proxy.port, proxy.username)
+
+
+def forget_proxy_schemes(proxy: Any = None) -> None:
+    """Forget the scheme remembered for ``proxy`` (a ``ProxyURL``), or for every proxy."""
+    with _remembered_lock:
+        if proxy is None:
+            _remembered.clear()
+        else:
+            _remembered.pop(_memory_key(proxy), None)
+
+
+def remember_scheme(proxy: Any, authenticator: Authenticator) -> None:
+    """Record that ``proxy`` accepted ``authenticator``'s scheme (after a 2xx to CONNECT)."""
+    memory = _Remembered(authenticator.scheme)
+    if isinstance(authenticator, DigestAuth):
+        if authenticator.last_challenge is None:
+            return
+        memory.challenge = authenticator.last_challenge
+        memory.nc = authenticator._nc
+    key = _memory_key(proxy)
+    with _remembered_lock:
+        previous = _remembered.get(key)
+        if (
+            previous is not None
+            and memory.challenge is not None
+            and previous.challenge is not None
+            and previous.challenge.params.get("nonce") == memory.challenge.params.get("nonce")
+        ):
+            # Another connection may have used later counts of the same nonce meanwhile.
+            memory.nc = max(memory.nc, previous.nc)
+        _remembered[key] = memory
+
+
+def preemptive_authenticator(
+    proxy: Any, authority: str, proxy_cert: bytes | None = None
+) -> tuple[Authenticator, AuthStep] | None:
+    """The authenticator and first ``Proxy-Authorization`` value to send with the first
+    CONNECT to ``proxy``, when a scheme was remembered for it; else ``None``."""
+    key = _memory_key(proxy)
+    with _remembered_lock:
+        memory = _remembered.get(key)
+        if memory is None:
+            return None
+        scheme, challenge = memory.scheme, memory.challenge
+        if scheme == "digest":
+            memory.nc += 1  # each use of a nonce takes the next count, across connections
+            nc = memory.nc
+    username, password = proxy.username, proxy.password
+    try:
+        if scheme == "basic" and username is not None:
+            basic = BasicAuth(username, password or "")
+            step = basic.step([Challenge("basic")])
+            return (basic, step) if step is not None else None
+        if scheme == "digest" and username is not None and challenge is not None:
+            digest = DigestAuth(username, password or "", authority)
+            digest._nonce = challenge.params.get("nonce")
+            digest._nc = nc - 1
+            digest._tries = 1
+            return digest, AuthStep(digest.authorization(challenge, cnonce=os.urandom(16).hex()))
+        if scheme in ("negotiate", "ntlm"):
+            if username is None and not kerberos_available():
+                return None
+            secret = (password or "") if username is not None else None
+            spnego_auth = SpnegoAuth(scheme, username, secret, proxy.host, proxy_cert)
+            token = spnego_auth.first_token()
+            if not token:
+                return None
+            spnego_auth._legs = 1
+            return spnego_auth, AuthStep(f"{spnego_auth.name} {token}")
+    except Exception as exc:  # e.g. the Kerberos ticket expired since: take the 407 path
+        logger.debug("no preemptive %s for %s: %s", scheme, proxy, exc)
+    return None
+
+
+def continues_handshake(authenticator: Authenticator, challenges: Sequence[Challenge]) -> bool:
+    """Whether a 407 answering a preemptive value is the next leg of its handshake (an
+    NTLM/Negotiate server token) rather than a refusal."""
+    if not isinstance(authenticator, SpnegoAuth):
+        return False
+    challenge = authenticator._find(challenges)
+    return challenge is not None and bool(challenge.token68)

@@ -26,7 +26,15 @@ from urllib3.exceptions import (
 
 from ..exceptions import ConnectTimeout, ProxyAuthenticationRequired, ProxyError
 from ..handshake import Headers, Response
-from .auth import Authenticator, choose_authenticator, parse_challenges
+from .auth import (
+    Authenticator,
+    choose_authenticator,
+    continues_handshake,
+    forget_proxy_schemes,
+    parse_challenges,
+    preemptive_authenticator,
+    remember_scheme,
+)
 from .streams import ReplayStream
 from .url import ProxyURL
 
@@ -424,6 +432,10 @@ def _connect_to_proxy(
     return sock  # type: ignore[no-any-return]
 
 
+def _has_authorization(headers: Iterable[tuple[str, str]]) -> bool:
+    return any(name.lower() == "proxy-authorization" for name, _ in headers)
+
+
 def _peer_certificate(sock: Any) -> bytes | None:
     """The DER certificate of an ``https://`` proxy (for channel binding), else ``None``."""
     if not isinstance(sock, ssl.SSLSocket):
@@ -474,10 +486,19 @@ def open_http_tunnel(
     conn: _ProxyConnection | None = None
     authenticator: Authenticator | None = None
     authorization: str | None = None
+    # A scheme this proxy accepted before is answered at once (saves the 407 round trip);
+    # a 407 to that preemptive value falls back to the normal challenge flow, once.
+    preemptive = True
     try:
         for _attempt in range(MAX_ATTEMPTS):
             if conn is None:
                 conn = _ProxyConnection(_open_proxy_socket(proxy, deadline, options, on_socket), proxy)
+            if preemptive and authenticator is None and not _has_authorization(extra):
+                found = preemptive_authenticator(proxy, authority, _peer_certificate(conn.sock))
+                if found is not None:
+                    authenticator, authorization = found[0], found[1].value
+                else:
+                    preemptive = False
             logger.debug(
                 "CONNECT %s through %s%s",
                 authority,
@@ -488,6 +509,8 @@ def open_http_tunnel(
             head = conn.read_head(deadline)
             logger.debug("proxy %s answered %d %s", proxy, head.status, head.reason)
             if 200 <= head.status < 300:
+                if authenticator is not None:
+                    remember_scheme(proxy, authenticator)
                 sock, leftover = conn.sock, bytes(conn.buffer)
                 conn = None
                 if leftover:
@@ -497,6 +520,12 @@ def open_http_tunnel(
             if head.status != 407:
                 raise _fail(proxy, authority, head, body)
             challenges = parse_challenges(head.headers.get_all("Proxy-Authenticate"))
+            if preemptive and authenticator is not None:
+                preemptive = False
+                if not continues_handshake(authenticator, challenges):
+                    logger.debug("proxy %s refused the remembered %s: back to its 407", proxy, authenticator.name)
+                    forget_proxy_schemes(proxy)
+                    authenticator = None
             if authenticator is None:
                 authenticator, why = choose_authenticator(
                     challenges,
