@@ -53,7 +53,7 @@ def main() -> int:
     url = target.url("/bench")
     times: dict[str, list[float]] = {"cold": [], "warm": []}
     try:
-        for mode in ("cold", "warm"):  # warm-up, not counted
+        for _mode in ("cold", "warm"):  # warm-up, not counted
             forget_proxy_schemes()
             for _ in range(5):
                 with wsclient.connect(url, proxies=proxies, timeout=10):
