@@ -21,7 +21,14 @@ from urllib3.exceptions import (
 )
 from urllib3.util.connection import create_connection
 
-from ..exceptions import ConnectFailed, ConnectTimeout, InvalidURL, TLSError, WebSocketError
+from ..exceptions import (
+    ConnectFailed,
+    ConnectTimeout,
+    InvalidURL,
+    ProxyAuthenticationRequired,
+    TLSError,
+    WebSocketError,
+)
 from ..uri import WSURI
 from .options import TransportOptions
 from .tls import make_ssl_context
@@ -105,7 +112,7 @@ def open_stream(
             try:
                 sock = _open_candidate(uri, proxy, options, deadline, on_socket)
                 break
-            except (ConnectTimeout, InvalidURL, ValueError):
+            except (ConnectTimeout, InvalidURL, ProxyAuthenticationRequired, ValueError):
                 raise
             except Exception as exc:
                 last = index == len(candidates) - 1

@@ -216,6 +216,19 @@ def test_a_407_from_a_pac_entry_is_final(served_pac: str, squid_basic: Any, ws_t
     assert not any(seen.path == path for seen in ws_target.seen)
 
 
+def test_a_socks_authentication_failure_from_a_pac_entry_is_final(
+    tmp_path: Path, dante_auth: Any, ws_target: Any
+) -> None:
+    pac_file = tmp_path / "socks.pac"
+    pac_file.write_text(
+        f'function FindProxyForURL(url, host) {{ return "SOCKS5 127.0.0.1:{dante_auth.port}; DIRECT"; }}'
+    )
+    path = _path("socks-auth")
+    with pytest.raises(ProxyAuthenticationRequired):
+        wsclient.connect(ws_target.url(path), proxies={"pac": pac_file.as_uri()}, timeout=10)
+    assert not any(seen.path == path for seen in ws_target.seen)
+
+
 def test_every_candidate_dead_is_a_proxy_error(served_pac: str, ws_target: Any) -> None:
     path = _path("all-dead")
     started = time.monotonic()
