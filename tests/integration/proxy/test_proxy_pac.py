@@ -255,6 +255,14 @@ def test_an_explicit_scheme_key_wins_over_the_pac(
     assert _pac_requests(httpserver) == 0
 
 
+def test_request_options_proxy_wins_over_the_pac(httpserver: Any, served_pac: str, ws_target: Any) -> None:
+    with wsclient.connect(
+        ws_target.url(_path("failover")), proxies={"pac": served_pac}, request_options={"proxy": ""}, timeout=10
+    ) as ws:
+        assert tuple(ws.remote_address[:2]) == ("127.0.0.1", ws_target.port)
+    assert _pac_requests(httpserver) == 0
+
+
 # --------------------------------------------------------------------------- failures
 
 
