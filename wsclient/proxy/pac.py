@@ -14,6 +14,11 @@ A PAC file that cannot be fetched or evaluated is an error (:class:`ProxyError` 
 never a silent direct connection: a PAC is how a company says which traffic must go through
 its proxies.
 
+``proxies={"pac": "auto"}`` discovers the file (:func:`discover_pac_urls`): the operating
+system's PAC setting, then WPAD through DNS (``http://wpad.<domain>/wpad.dat``). The first URL
+that gives a PAC file is used (and cached as ``"auto"``); when none does, the connection is
+direct, as in a browser set to "detect automatically".
+
 Answer keywords, as browsers read them: ``PROXY``/``HTTP`` (an ``http://`` proxy), ``HTTPS``
 (an ``https://`` proxy: TLS to the proxy), ``SOCKS``/``SOCKS4`` (SOCKS4, names resolved here,
 as Chrome and Firefox do), ``SOCKS5`` (``socks5h://``: names resolved by the proxy, as Chrome
@@ -35,7 +40,15 @@ from ..exceptions import ConnectTimeout, ProxyError
 from ..uri import WSURI
 from .url import ProxyURL, parse_proxy_url, redact_url
 
-__all__ = ["MAX_PAC_SIZE", "clear_pac_cache", "http_equivalent", "parse_pac_answer", "resolve_pac"]
+__all__ = [
+    "AUTO",
+    "MAX_PAC_SIZE",
+    "clear_pac_cache",
+    "discover_pac_urls",
+    "http_equivalent",
+    "parse_pac_answer",
+    "resolve_pac",
+]
 
 logger = logging.getLogger("wsclient.proxy")
 
@@ -43,6 +56,12 @@ logger = logging.getLogger("wsclient.proxy")
 MAX_PAC_SIZE = 4 * 1024 * 1024
 
 _EXTRA_HINT = "PAC files need pypac and dukpy: pip install 'wsclient[pac]'"
+
+#: The ``"pac"`` value that asks for discovery instead of naming a PAC file.
+AUTO = "auto"
+#: Longest wait for one discovery candidate (most of them do not exist: their names do not
+#: resolve or nothing listens), so that one dead candidate does not eat the whole timeout.
+DISCOVERY_TRY_TIMEOUT = 2.0
 
 # PAC keyword -> proxy URL scheme (see the module docstring for the browsers' reading).
 _KEYWORDS: dict[str, str] = {
@@ -130,9 +149,13 @@ _cache_lock = threading.Lock()
 
 
 def clear_pac_cache() -> None:
-    """Forget every fetched PAC file (the next connection fetches it again)."""
+    """Forget every fetched PAC file and the result of discovery (the next connection
+    fetches again)."""
+    global _discovered, _discovery_done
     with _cache_lock:
         _cache.clear()
+    with _discovery_lock:
+        _discovered, _discovery_done = None, False
 
 
 def resolve_pac(
@@ -158,8 +181,15 @@ def resolve_pac(
             the extra ``wsclient[pac]`` is not installed.
         ConnectTimeout: ``deadline`` passed while fetching the file.
     """
-    shown = redact_url(pac_url)
-    script = _load(pac_url, shown, deadline, options)
+    if pac_url.strip().lower() == AUTO:
+        found = _discover(deadline, options)
+        if found is None:
+            return (None,), "no PAC file found by discovery (OS setting, WPAD)"
+        pac_url, script = found
+        shown = redact_url(pac_url)
+    else:
+        shown = redact_url(pac_url)
+        script = _load(pac_url, shown, deadline, options)
     url, host = http_equivalent(uri)
     try:
         answer = script.find(url, host)
@@ -174,6 +204,128 @@ def resolve_pac(
     reason = f"PAC file {shown} returned {answer.strip()!r}"
     logger.debug("%s for %s", reason, url)
     return candidates, reason
+
+
+class _Shorter:
+    """A deadline at most ``seconds`` from now and never past ``deadline``."""
+
+    def __init__(self, deadline: Any, seconds: float) -> None:
+        self._end = time.monotonic() + min(max(_seconds_left(deadline), 0.0), seconds)
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+
+# "auto": whether discovery ran, and the URL it found with its script (None: it found none).
+_discovery_done = False
+_discovered: tuple[str, _Script] | None = None
+_discovery_lock = threading.Lock()
+
+
+def _discover(deadline: Any, options: Any) -> tuple[str, _Script] | None:
+    """Try the discovery URLs in order, once per process; the first PAC file that can be
+    fetched and compiled wins. Candidates that fail are skipped (logged at DEBUG)."""
+    global _discovered, _discovery_done
+    left = _seconds_left(deadline)
+    if left <= 0 or not _discovery_lock.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
+        raise ConnectTimeout("timed out waiting for PAC discovery")
+    try:
+        if _discovery_done:
+            return _discovered
+        tried: list[str] = []
+        for candidate in discover_pac_urls():
+            shown = redact_url(candidate)
+            tried.append(shown)
+            try:
+                script = _load(candidate, shown, _Shorter(deadline, DISCOVERY_TRY_TIMEOUT), options)
+            except ConnectTimeout:
+                if _seconds_left(deadline) <= 0:
+                    raise
+                logger.debug("PAC discovery: %s did not answer in time", shown)
+                continue
+            except ProxyError as exc:
+                if isinstance(exc.__cause__, ImportError):
+                    raise
+                logger.debug("PAC discovery: %s is not usable: %s", shown, exc)
+                continue
+            logger.debug("PAC discovery found %s", shown)
+            _discovered, _discovery_done = (candidate, script), True
+            return _discovered
+        logger.debug("PAC discovery found no PAC file (tried %s): connecting directly", tried or "nothing")
+        _discovered, _discovery_done = None, True
+        return None
+    finally:
+        _discovery_lock.release()
+
+
+def discover_pac_urls() -> list[str]:
+    """The URLs where a PAC file may be, in the order ``proxies={"pac": "auto"}`` tries them.
+
+    1. The operating system's setting: Windows' ``AutoConfigURL`` (registry), macOS'
+       automatic proxy configuration URL, GNOME's ``org.gnome.system.proxy autoconfig-url``
+       when its mode is ``auto``.
+    2. WPAD through DNS: ``http://wpad.<domain>/wpad.dat`` for the machine's domain and each
+       parent domain, stopping above the organisation's domain (pypac's WPAD helper checks
+       the public suffix list, so no ``wpad.com``-style name is ever asked).
+
+    DHCP-based WPAD (option 252) is not used: it needs a raw-socket DHCP query.
+    """
+    urls: list[str] = []
+    setting = _os_pac_setting()
+    if setting:
+        if "://" not in setting:  # Windows and macOS accept a bare local path
+            setting = urllib.parse.urljoin("file:", urllib.request.pathname2url(setting))
+        urls.append(setting)
+    try:
+        from pypac.wpad import proxy_urls_from_dns  # type: ignore[import-not-found,import-untyped]
+
+        urls += [url for url in proxy_urls_from_dns() if url not in urls]
+    except ImportError:
+        pass
+    except Exception as exc:  # a strange host name must not break the connection
+        logger.debug("PAC discovery: no WPAD URLs: %s", exc)
+    return urls
+
+
+def _os_pac_setting() -> str | None:
+    import sys
+
+    try:
+        if sys.platform == "win32":
+            from pypac.os_settings import autoconfig_url_from_registry
+
+            return autoconfig_url_from_registry()  # type: ignore[no-any-return]
+        if sys.platform == "darwin":
+            from pypac.os_settings import autoconfig_url_from_preferences
+
+            return autoconfig_url_from_preferences()  # type: ignore[no-any-return]
+        return _gnome_pac_setting()
+    except Exception as exc:  # ImportError, the OS API's own errors
+        logger.debug("PAC discovery: cannot read the OS proxy setting: %s", exc)
+        return None
+
+
+def _gnome_pac_setting() -> str | None:
+    import shutil
+    import subprocess
+
+    gsettings = shutil.which("gsettings")
+    if gsettings is None:
+        return None
+
+    def get(key: str) -> str:
+        done = subprocess.run(
+            [gsettings, "get", "org.gnome.system.proxy", key],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+        return done.stdout.strip().strip("'") if done.returncode == 0 else ""
+
+    if get("mode") != "auto":
+        return None
+    return get("autoconfig-url") or None
 
 
 def _load(pac_url: str, shown: str, deadline: Any, options: Any) -> _Script:

@@ -386,3 +386,66 @@ def test_resolve_pac_accepts_a_deadline_object(tmp_path: Path) -> None:
     candidates, reason = pac_mod.resolve_pac(pac_file.as_uri(), parse_uri("ws://h/"), Deadline(), None)
     assert candidates == (ProxyURL("http", "p", 1), None)
     assert reason == f"PAC file {pac_file.as_uri()} returned 'PROXY p:1; DIRECT'"
+
+
+# --------------------------------------------------------------------------- discovery: "auto"
+
+
+def test_auto_uses_the_first_discovered_pac_that_answers(
+    monkeypatch: pytest.MonkeyPatch, httpserver: Any, pac_js: str, squid_open: Any, ws_target: Any
+) -> None:
+    httpserver.expect_request("/wpad.dat").respond_with_data(pac_js)
+    calls: list[int] = []
+
+    def urls() -> list[str]:
+        calls.append(1)
+        return [f"http://127.0.0.1:{free_port()}/wpad.dat", httpserver.url_for("/wpad.dat")]
+
+    monkeypatch.setattr(pac_mod, "discover_pac_urls", urls)
+    for _ in range(2):
+        with wsclient.connect(ws_target.url(_path("failover")), proxies={"pac": "auto"}, timeout=10) as ws:
+            _echo(ws)
+            assert tuple(ws.remote_address[:2]) == squid_open.address
+    assert calls == [1]  # discovery runs once per process
+    assert sum(1 for request, _ in httpserver.log if request.path == "/wpad.dat") == 1
+
+
+def test_auto_skips_a_candidate_that_never_answers(
+    monkeypatch: pytest.MonkeyPatch, httpserver: Any, pac_js: str, squid_open: Any, ws_target: Any
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (backlog) but never answers
+    httpserver.expect_request("/wpad.dat").respond_with_data(pac_js)
+    slow = f"http://127.0.0.1:{listener.getsockname()[1]}/wpad.dat"
+    monkeypatch.setattr(pac_mod, "discover_pac_urls", lambda: [slow, httpserver.url_for("/wpad.dat")])
+    monkeypatch.setattr(pac_mod, "DISCOVERY_TRY_TIMEOUT", 0.5)
+    started = time.monotonic()
+    try:
+        with wsclient.connect(ws_target.url(_path("failover")), proxies={"pac": "auto"}, timeout=5) as ws:
+            assert tuple(ws.remote_address[:2]) == squid_open.address
+    finally:
+        listener.close()
+    assert time.monotonic() - started < 0.5 + 1.5
+
+
+def test_auto_without_any_pac_connects_directly(monkeypatch: pytest.MonkeyPatch, ws_target: Any) -> None:
+    monkeypatch.setattr(pac_mod, "discover_pac_urls", lambda: [f"http://127.0.0.1:{free_port()}/wpad.dat"])
+    with wsclient.connect(ws_target.url(_path("failover")), proxies={"pac": "auto"}, timeout=10) as ws:
+        assert tuple(ws.remote_address[:2]) == ("127.0.0.1", ws_target.port)
+    candidates, reason = pac_mod.resolve_pac("auto", parse_uri("ws://h/"), time.monotonic() + 5, None)
+    assert candidates == (None,) and "no PAC file found" in reason
+
+
+def test_discovery_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getfqdn", lambda *args: "pc7.corp.example.com")
+    monkeypatch.setattr(pac_mod, "_os_pac_setting", lambda: None)
+    assert pac_mod.discover_pac_urls() == [
+        "http://wpad.corp.example.com/wpad.dat",
+        "http://wpad.example.com/wpad.dat",
+    ]
+    # The OS setting comes first; a bare path (Windows and macOS accept one) becomes file://.
+    monkeypatch.setattr(pac_mod, "_os_pac_setting", lambda: "/etc/corp/proxy.pac")
+    assert pac_mod.discover_pac_urls()[0] == "file:///etc/corp/proxy.pac"
+    # A host name without a domain gives no WPAD URL (never a bare "wpad").
+    monkeypatch.setattr(socket, "getfqdn", lambda *args: "laptop")
+    monkeypatch.setattr(pac_mod, "_os_pac_setting", lambda: None)
+    assert pac_mod.discover_pac_urls() == []
