@@ -420,7 +420,10 @@ class SpnegoAuth(Authenticator):
             protocol = "kerberos"
         bindings = None
         if proxy_cert:
-            bindings = GssChannelBindings(application_data=tls_server_end_point(proxy_cert))
+            try:
+                bindings = GssChannelBindings(application_data=tls_server_end_point(proxy_cert))
+            except Exception as exc:  # a certificate cryptography cannot read: no binding
+                logger.debug("no channel binding for the proxy %s: %s", hostname, exc)
         self._context: Any = spnego.client(
             username,
             password,
