@@ -94,3 +94,23 @@ def test_missing_bindings_name_the_extra(
     message = str(info.value)
     assert "pip install 'wsclient[kerberos]'" in message
     assert "give credentials in the proxy URL" not in message  # squid offers Negotiate only
+
+
+def test_the_messages_without_a_proxy_or_a_realm(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsclient.proxy import auth as auth_mod
+
+    monkeypatch.setattr(auth_mod, "kerberos_available", lambda: False)
+    only, why = auth_mod.choose_authenticator(
+        [auth_mod.Challenge("negotiate")], username=None, password=None, proxy_host="p", authority="t:1"
+    )
+    assert only is None
+    assert "pip install 'wsclient[kerberos]'" in why and "give credentials" not in why
+    both, why = auth_mod.choose_authenticator(
+        [auth_mod.Challenge("negotiate"), auth_mod.Challenge("basic", None, {"realm": "r"})],
+        username=None,
+        password=None,
+        proxy_host="p",
+        authority="t:1",
+    )
+    assert both is None
+    assert "wsclient[kerberos]" in why and why.endswith("or give credentials in the proxy URL")
