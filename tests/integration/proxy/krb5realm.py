@@ -61,9 +61,18 @@ def missing_programs() -> list[str]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free for both TCP and UDP (the KDC listens on both)."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no loopback port free for both TCP and UDP")
 
 
 _KRB5_CONF = """\
@@ -161,7 +170,27 @@ class Realm:
         self.kadmin(f"addprinc -randkey {OTHER_SERVICE}")
         self.kadmin(f"ktadd -k {self.keytab} {SERVICE}")
         self.keytab.chmod(0o644)
+        # The port was free when chosen, but another process (tests run in parallel on this
+        # machine) may take it, for TCP or UDP, before the KDC binds it: then start again on
+        # another port.
+        failures: list[str] = []
+        for _attempt in range(3):
+            if failures:
+                self.port = _free_port()
+                values["port"] = self.port
+                self.krb5_conf.write_text(_KRB5_CONF.format(**values))
+                self.kdc_conf.write_text(_KDC_CONF.format(**values))
+            problem = self._start_kdc()
+            if problem is None:
+                return self
+            failures.append(problem)
+        raise RuntimeError("krb5kdc did not start: " + " | ".join(failures))
+
+    def _start_kdc(self) -> str | None:
+        """Start the KDC on ``self.port``; ``None`` once it answers, else what went wrong."""
         env = {**os.environ, **self.env()}
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
         log = open(self.dir / "krb5kdc.stderr", "wb")  # closed in stop()
         self._log = log
         self.kdc = subprocess.Popen(
@@ -174,15 +203,21 @@ class Realm:
         deadline = time.monotonic() + 30
         while True:
             if self.kdc.poll() is not None:
-                raise RuntimeError(f"krb5kdc exited: {(self.dir / 'krb5kdc.stderr').read_text()}")
+                return f"krb5kdc exited: {(self.dir / 'krb5kdc.stderr').read_text(errors='replace')[-500:]}"
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
+                    pass
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("krb5kdc did not start listening") from None
+                    self.kdc.kill()
+                    self.kdc.wait(5)
+                    return "krb5kdc did not start listening"
                 time.sleep(0.05)
-        return self
+                continue
+            # Something listens: make sure it is our KDC (not a process that took the port).
+            time.sleep(0.1)
+            if self.kdc.poll() is None:
+                return None
 
     def kinit(self, ccache: Path | None = None) -> None:
         """Get alice's ticket-granting ticket into ``ccache`` (the realm's default cache)."""

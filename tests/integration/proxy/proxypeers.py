@@ -345,8 +345,9 @@ def krb5_realm() -> Iterator[Any]:
         import spnego  # noqa: F401
     except ImportError:
         need(False, "pyspnego's Kerberos bindings are missing: pip install 'wsclient[kerberos]'")
-    realm = Realm().start()
+    realm = Realm()
     try:
+        realm.start()
         realm.kinit()
         yield realm
     finally:
