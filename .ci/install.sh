@@ -8,3 +8,4 @@ python3 -m pip install --quiet -e '.[test]'
 bash .ci/install-test-peers.sh
 bash .ci/install-proxies.sh
 bash .ci/install-workers.sh
+bash .ci/install-kerberos.sh

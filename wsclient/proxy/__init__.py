@@ -36,6 +36,7 @@ __all__ = [
     "open_tunnel",
     "parse_proxy_url",
     "redact_url",
+    "select_candidates",
     "select_proxy",
     "wrap_tls_in_tls",
 ]

@@ -15,6 +15,8 @@ import base64
 import hashlib
 import logging
 import os
+import sys
+import threading
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,8 +30,14 @@ __all__ = [
     "DigestAuth",
     "SpnegoAuth",
     "choose_authenticator",
+    "continues_handshake",
+    "forget_proxy_schemes",
+    "kerberos_available",
     "parse_challenges",
+    "preemptive_authenticator",
+    "remember_scheme",
     "spnego_available",
+    "tls_server_end_point",
 ]
 
 logger = logging.getLogger("wsclient.proxy")
@@ -256,6 +264,8 @@ class DigestAuth(Authenticator):
         self._tries = 0
         self._nonce: str | None = None
         self._nc = 0
+        #: The challenge of the last value computed (remembered for the next CONNECT).
+        self.last_challenge: Challenge | None = None
 
     @staticmethod
     def supports(challenge: Challenge) -> bool:
@@ -287,6 +297,7 @@ class DigestAuth(Authenticator):
             raise ValueError(f"unsupported Digest algorithm {algorithm!r}")
         realm = params.get("realm", "")
         nonce = params["nonce"]
+        self.last_challenge = challenge
         if nonce != self._nonce:
             self._nonce = nonce
             self._nc = 0
@@ -351,11 +362,43 @@ def spnego_available() -> bool:
     return True
 
 
+def kerberos_available() -> bool:
+    """Whether pyspnego can do Kerberos here: Windows' SSPI, or the GSSAPI bindings (the
+    extra ``wsclient[kerberos]``, which brings ``gssapi`` and ``krb5``)."""
+    if sys.platform == "win32":
+        return spnego_available()
+    try:
+        import gssapi  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return spnego_available()
+
+
+def tls_server_end_point(der_cert: bytes) -> bytes:
+    """The RFC 5929 ``tls-server-end-point`` channel binding data for a TLS server's
+    certificate (DER): ``b"tls-server-end-point:"`` and the certificate's hash, with the
+    hash of its signature algorithm (SHA-256 when that is MD5 or SHA-1, or has no hash)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    cert = x509.load_der_x509_certificate(der_cert)
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        algorithm = None
+    name = algorithm.name.replace("-", "_") if algorithm is not None else "sha256"
+    if name in ("md5", "sha1") or name not in hashlib.algorithms_available:
+        name = "sha256"
+    return b"tls-server-end-point:" + hashlib.new(name, der_cert).digest()
+
+
 class SpnegoAuth(Authenticator):
     """NTLM or Negotiate through pyspnego: a multi-leg exchange on one connection.
 
     With credentials, Negotiate uses Kerberos when pyspnego can, else NTLM inside SPNEGO;
-    without credentials, Negotiate tries the current Kerberos ticket cache.
+    without credentials, Negotiate tries the current Kerberos ticket cache. Given the
+    certificate of an ``https://`` proxy, the tokens carry the ``tls-server-end-point``
+    channel binding of that TLS connection (what proxies with Extended Protection require).
     """
 
     def __init__(
@@ -364,8 +407,10 @@ class SpnegoAuth(Authenticator):
         username: str | None,
         password: str | None,
         hostname: str,
+        proxy_cert: bytes | None = None,
     ) -> None:
         import spnego
+        from spnego.channel_bindings import GssChannelBindings
 
         self.scheme = scheme
         self._header = "Negotiate" if scheme == "negotiate" else "NTLM"
@@ -373,12 +418,19 @@ class SpnegoAuth(Authenticator):
         protocol = "negotiate" if scheme == "negotiate" else "ntlm"
         if username is None and scheme == "negotiate":
             protocol = "kerberos"
+        bindings = None
+        if proxy_cert:
+            try:
+                bindings = GssChannelBindings(application_data=tls_server_end_point(proxy_cert))
+            except Exception as exc:  # a certificate cryptography cannot read: no binding
+                logger.debug("no channel binding for the proxy %s: %s", hostname, exc)
         self._context: Any = spnego.client(
             username,
             password,
             hostname=hostname,
             service="HTTP",
             protocol=protocol,
+            channel_bindings=bindings,
         )
         self._legs = 0
         self._pending: str | None = None
@@ -424,8 +476,12 @@ def choose_authenticator(
     password: str | None,
     proxy_host: str,
     authority: str,
+    proxy_cert: bytes | None = None,
 ) -> tuple[Authenticator | None, str]:
     """Pick the strongest scheme offered that can be answered.
+
+    ``proxy_cert`` is the DER certificate of an ``https://`` proxy: NTLM and Negotiate then
+    bind their tokens to that TLS connection (RFC 5929 ``tls-server-end-point``).
 
     Returns the authenticator (already able to give its first value), or ``None`` with a
     sentence saying why nothing can be answered (for the exception message).
@@ -435,10 +491,19 @@ def choose_authenticator(
         return None, "the proxy offered no authentication scheme"
     have_spnego = spnego_available()
     missing_extra = False
+    # Negotiate without a password is Kerberos with the user's ticket cache: say why it
+    # could not start (no bindings, no ticket) rather than only "give credentials".
+    kerberos_why = ""
     for scheme in PREFERENCE:
         if scheme not in offered:
             continue
         if scheme in ("negotiate", "ntlm"):
+            if username is None and scheme == "negotiate" and not kerberos_available():
+                kerberos_why = (
+                    "Negotiate without a password needs Kerberos, and pyspnego's Kerberos "
+                    "bindings are missing: pip install 'wsclient[kerberos]'"
+                )
+                continue
             if not have_spnego:
                 missing_extra = True
                 continue
@@ -446,10 +511,15 @@ def choose_authenticator(
                 continue
             try:
                 secret = (password or "") if username is not None else None
-                auth = SpnegoAuth(scheme, username, secret, proxy_host)
+                auth = SpnegoAuth(scheme, username, secret, proxy_host, proxy_cert)
                 auth.first_token()
             except Exception as exc:  # no Kerberos, no NTLM provider, ...: try the next one
                 logger.debug("%s authentication is not possible here: %s", scheme, exc)
+                if username is None and scheme == "negotiate":
+                    kerberos_why = (
+                        f"Kerberos for HTTP@{proxy_host} failed: {_first_line(exc)} "
+                        "(is there a ticket? run kinit, check KRB5CCNAME)"
+                    )
                 continue
             return auth, ""
         if username is None:
@@ -462,10 +532,126 @@ def choose_authenticator(
         if scheme == "basic":
             return BasicAuth(username, password or ""), ""
     names = ", ".join(sorted(offered))
-    if username is None:
+    if username is None and kerberos_why:
+        why = f"the proxy requires authentication ({names}); {kerberos_why}"
+        if offered - {"negotiate"}:
+            why += ", or give credentials in the proxy URL"
+    elif username is None:
         why = f"the proxy requires authentication ({names}); give credentials in the proxy URL"
     else:
         why = f"none of the proxy's authentication schemes ({names}) can be answered"
     if missing_extra:
         why += "; NTLM/Negotiate need pyspnego: pip install wsclient[ntlm]"
     return None, why
+
+
+def _first_line(exc: BaseException) -> str:
+    """A one-line, bounded summary of a GSSAPI/pyspnego error (theirs span many lines)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+
+# --- remembered schemes ----------------------------------------------------------------
+# After a proxy accepted a scheme, the next CONNECT to it (same proxy URL scheme, host, port
+# and user name) in this process answers at once instead of waiting for a 407: Basic and
+# Digest (with the last nonce and the next nonce count) preemptively, NTLM and Negotiate by
+# sending their first token. Only the scheme, and for Digest the proxy's last challenge and
+# its nonce count, are kept: the values are computed from the proxy URL's credentials of
+# each connection, so no secret is stored here.
+
+
+@dataclass
+class _Remembered:
+    scheme: str
+    challenge: Challenge | None = None
+    nc: int = 0
+
+
+_remembered: dict[tuple[str, str, int, str | None], _Remembered] = {}
+_remembered_lock = threading.Lock()
+
+
+def _memory_key(proxy: Any) -> tuple[str, str, int, str | None]:
+    return (proxy.scheme, proxy.host.lower(), proxy.port, proxy.username)
+
+
+def forget_proxy_schemes(proxy: Any = None) -> None:
+    """Forget the scheme remembered for ``proxy`` (a ``ProxyURL``), or for every proxy."""
+    with _remembered_lock:
+        if proxy is None:
+            _remembered.clear()
+        else:
+            _remembered.pop(_memory_key(proxy), None)
+
+
+def remember_scheme(proxy: Any, authenticator: Authenticator) -> None:
+    """Record that ``proxy`` accepted ``authenticator``'s scheme (after a 2xx to CONNECT)."""
+    memory = _Remembered(authenticator.scheme)
+    if isinstance(authenticator, DigestAuth):
+        if authenticator.last_challenge is None:
+            return
+        memory.challenge = authenticator.last_challenge
+        memory.nc = authenticator._nc
+    key = _memory_key(proxy)
+    with _remembered_lock:
+        previous = _remembered.get(key)
+        if (
+            previous is not None
+            and memory.challenge is not None
+            and previous.challenge is not None
+            and previous.challenge.params.get("nonce") == memory.challenge.params.get("nonce")
+        ):
+            # Another connection may have used later counts of the same nonce meanwhile.
+            memory.nc = max(memory.nc, previous.nc)
+        _remembered[key] = memory
+
+
+def preemptive_authenticator(
+    proxy: Any, authority: str, proxy_cert: bytes | None = None
+) -> tuple[Authenticator, AuthStep] | None:
+    """The authenticator and first ``Proxy-Authorization`` value to send with the first
+    CONNECT to ``proxy``, when a scheme was remembered for it; else ``None``."""
+    key = _memory_key(proxy)
+    with _remembered_lock:
+        memory = _remembered.get(key)
+        if memory is None:
+            return None
+        scheme, challenge = memory.scheme, memory.challenge
+        if scheme == "digest":
+            memory.nc += 1  # each use of a nonce takes the next count, across connections
+            nc = memory.nc
+    username, password = proxy.username, proxy.password
+    try:
+        if scheme == "basic" and username is not None:
+            basic = BasicAuth(username, password or "")
+            step = basic.step([Challenge("basic")])
+            return (basic, step) if step is not None else None
+        if scheme == "digest" and username is not None and challenge is not None:
+            digest = DigestAuth(username, password or "", authority)
+            digest._nonce = challenge.params.get("nonce")
+            digest._nc = nc - 1
+            digest._tries = 1
+            return digest, AuthStep(digest.authorization(challenge, cnonce=os.urandom(16).hex()))
+        if scheme in ("negotiate", "ntlm"):
+            if username is None and not kerberos_available():
+                return None
+            secret = (password or "") if username is not None else None
+            spnego_auth = SpnegoAuth(scheme, username, secret, proxy.host, proxy_cert)
+            token = spnego_auth.first_token()
+            if not token:
+                return None
+            spnego_auth._legs = 1
+            return spnego_auth, AuthStep(f"{spnego_auth.name} {token}")
+    except Exception as exc:  # e.g. the Kerberos ticket expired since: take the 407 path
+        logger.debug("no preemptive %s for %s: %s", scheme, proxy, exc)
+    return None
+
+
+def continues_handshake(authenticator: Authenticator, challenges: Sequence[Challenge]) -> bool:
+    """Whether a 407 answering a preemptive value is the next leg of its handshake (an
+    NTLM/Negotiate server token) rather than a refusal."""
+    if not isinstance(authenticator, SpnegoAuth):
+        return False
+    challenge = authenticator._find(challenges)
+    return challenge is not None and bool(challenge.token68)

@@ -1,18 +1,467 @@
-"""Placeholder for PAC support (``proxies={"pac": URL}``), replaced at merge by the real
-module; until then a ``"pac"`` key is accepted and refused here with a clear error."""
+"""PAC files: which proxies a ``FindProxyForURL()`` script chooses for a WebSocket target.
+
+``proxies={"pac": URL}`` names a proxy auto-config file (``http://``, ``https://`` or
+``file://``). :func:`resolve_pac` fetches it once per process and URL (later connections reuse
+the compiled script), calls ``FindProxyForURL(url, host)`` with the target's HTTP equivalent
+(``ws://h:p/x`` becomes ``http://h:p/x``, ``wss://`` becomes ``https://``) and turns the answer
+(``"PROXY a:3128; SOCKS5 b:1080; DIRECT"``) into the ordered candidates the transport tries.
+
+The JavaScript runs in pypac's parser (``pypac.parser.PACFile``, on the dukpy engine), the
+extra ``wsclient[pac]``: a maintained implementation of the PAC helper functions
+(``dnsDomainIs``, ``isInNet``, ``shExpMatch``, ...) rather than one more of our own.
+
+A PAC file that cannot be fetched or evaluated is an error (:class:`ProxyError` naming it),
+never a silent direct connection: a PAC is how a company says which traffic must go through
+its proxies.
+
+``proxies={"pac": "auto"}`` discovers the file (:func:`discover_pac_urls`): the operating
+system's PAC setting, then WPAD through DNS (``http://wpad.<domain>/wpad.dat``). The first URL
+that gives a PAC file is used (and cached as ``"auto"``); when none does, the connection is
+direct, as in a browser set to "detect automatically".
+
+Answer keywords, as browsers read them: ``PROXY``/``HTTP`` (an ``http://`` proxy), ``HTTPS``
+(an ``https://`` proxy: TLS to the proxy), ``SOCKS``/``SOCKS4`` (SOCKS4, names resolved here,
+as Chrome and Firefox do), ``SOCKS5`` (``socks5h://``: names resolved by the proxy, as Chrome
+does), ``DIRECT``. Unknown entries are skipped (logged at DEBUG); an answer with no usable entry
+is an error.
+"""
 
 from __future__ import annotations
 
-from .._net import Deadline
-from ..exceptions import ProxyError
-from ..uri import WSURI
-from .url import ProxyURL
+import logging
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["resolve_pac"]
+from ..exceptions import ConnectTimeout, ProxyError
+from ..uri import WSURI
+from .url import ProxyURL, parse_proxy_url, redact_url
+
+__all__ = [
+    "AUTO",
+    "MAX_PAC_SIZE",
+    "FetchOptions",
+    "clear_pac_cache",
+    "discover_pac_urls",
+    "http_equivalent",
+    "parse_pac_answer",
+    "resolve_pac",
+]
+
+logger = logging.getLogger("wsclient.proxy")
+
+#: Largest PAC file accepted (real ones are a few kilobytes; this stops a runaway download).
+MAX_PAC_SIZE = 4 * 1024 * 1024
+
+_EXTRA_HINT = "PAC files need pypac and dukpy: pip install 'wsclient[pac]'"
+
+#: The ``"pac"`` value that asks for discovery instead of naming a PAC file.
+AUTO = "auto"
+#: Longest wait for one discovery candidate (most of them do not exist: their names do not
+#: resolve or nothing listens), so that one dead candidate does not eat the whole timeout.
+DISCOVERY_TRY_TIMEOUT = 2.0
+
+# PAC keyword -> proxy URL scheme (see the module docstring for the browsers' reading).
+_KEYWORDS: dict[str, str] = {
+    "PROXY": "http",
+    "HTTP": "http",
+    "HTTPS": "https",
+    "SOCKS": "socks4",
+    "SOCKS4": "socks4",
+    "SOCKS5": "socks5h",
+}
+
+
+def _seconds_left(deadline: Any) -> float:
+    """Seconds before ``deadline``: a ``time.monotonic()`` instant or a deadline object with
+    a ``remaining()`` (or ``timeout()``) method returning seconds (``None``: unbounded)."""
+    if isinstance(deadline, (int, float)):
+        return float(deadline) - time.monotonic()
+    method = getattr(deadline, "remaining", None) or getattr(deadline, "timeout", None)
+    left = method() if callable(method) else None
+    return float("inf") if left is None else float(left)
+
+
+def http_equivalent(uri: WSURI) -> tuple[str, str]:
+    """The ``(url, host)`` that ``FindProxyForURL`` is called with for ``uri``.
+
+    The port appears only when it is not the scheme's default, as in the URL a browser
+    would pass; the host is bare (no brackets around an IPv6 address).
+    """
+    scheme = "https" if uri.secure else "http"
+    return f"{scheme}://{uri.host_header}{uri.resource or '/'}", uri.host
+
+
+def parse_pac_answer(answer: str) -> tuple[ProxyURL | None, ...]:
+    """Parse a ``FindProxyForURL`` answer into candidates in order (``None`` is DIRECT).
+
+    Entries are separated by ``;``; unknown or malformed entries are skipped. Duplicates
+    are kept once (the first place wins).
+
+    Raises:
+        ValueError: no entry of the answer is usable.
+    """
+    candidates: list[ProxyURL | None] = []
+    for entry in answer.split(";"):
+        words = entry.split()
+        if not words:
+            continue
+        keyword = words[0].upper()
+        candidate: ProxyURL | None
+        if keyword == "DIRECT" and len(words) == 1:
+            candidate = None
+        elif keyword in _KEYWORDS and len(words) == 2:
+            try:
+                candidate = parse_proxy_url(f"{_KEYWORDS[keyword]}://{words[1]}")
+            except ValueError as exc:
+                logger.debug("skipping the PAC entry %r: %s", entry.strip(), exc)
+                continue
+        else:
+            logger.debug("skipping the unknown PAC entry %r", entry.strip())
+            continue
+        if candidate not in candidates:
+            candidates.append(candidate)
+    if not candidates:
+        raise ValueError(f"no usable entry in {answer!r}")
+    return tuple(candidates)
+
+
+@dataclass
+class _Script:
+    """A compiled PAC file. dukpy's interpreter is not meant for concurrent calls: one
+    evaluation at a time per script."""
+
+    pac: Any
+    lock: threading.Lock
+
+    def find(self, url: str, host: str) -> Any:
+        with self.lock:
+            return self.pac.find_proxy_for_url(url, host)
+
+
+_cache: dict[str, _Script] = {}
+# One lock per URL, so that concurrent first connections fetch a PAC file once, while a slow
+# PAC server does not hold up connections that use another PAC file.
+_url_locks: dict[str, threading.Lock] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_pac_cache() -> None:
+    """Forget every fetched PAC file and the result of discovery (the next connection
+    fetches again)."""
+    global _discovered, _discovery_done
+    with _cache_lock:
+        _cache.clear()
+    with _discovery_lock:
+        _discovered, _discovery_done = None, False
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How :func:`resolve_pac` fetches an ``https://`` PAC file: ``make_ssl_context()``
+    returns the verifying context (built by the transport from ``verify``, ``tls_options``
+    and the trust sources); None verifies with the default context."""
+
+    make_ssl_context: Callable[[], ssl.SSLContext] | None = None
 
 
 def resolve_pac(
-    pac_url: str, uri: WSURI, deadline: Deadline, options: object
+    pac_url: str, uri: WSURI, deadline: Any, options: Any
 ) -> tuple[tuple[ProxyURL | None, ...], str]:
-    """The PAC file's candidates for ``uri`` and the reason; not available in this build."""
-    raise ProxyError("PAC support is not installed")
+    """The proxies that the PAC file at ``pac_url`` chooses for ``uri``, in order.
+
+    Args:
+        pac_url: ``http://``, ``https://`` (verified, see ``options``) or ``file://``.
+        uri: the WebSocket target.
+        deadline: a ``time.monotonic()`` instant (or a deadline object, see
+            :func:`_seconds_left`) bounding the download.
+        options: a :class:`FetchOptions` (how an ``https://`` PAC file is verified), or None.
+
+    Returns:
+        ``(candidates, reason)``: proxy URLs, ``None`` standing for DIRECT, and a sentence
+        saying where they come from, e.g. ``"PAC file http://h/proxy.pac returned
+        'PROXY p:3128; DIRECT'"``.
+
+    Raises:
+        ProxyError: the PAC file cannot be fetched or evaluated, its answer is unusable, or
+            the extra ``wsclient[pac]`` is not installed.
+        ConnectTimeout: ``deadline`` passed while fetching the file.
+    """
+    if pac_url.strip().lower() == AUTO:
+        found = _discover(deadline, options)
+        if found is None:
+            return (None,), "no PAC file found by discovery (OS setting, WPAD)"
+        pac_url, script = found
+        shown = redact_url(pac_url)
+    else:
+        shown = redact_url(pac_url)
+        script = _load(pac_url, shown, deadline, options)
+    url, host = http_equivalent(uri)
+    try:
+        answer = script.find(url, host)
+    except Exception as exc:  # dukpy's JSRuntimeError, or one from pypac's helpers
+        raise ProxyError(f"the PAC file {shown} failed for {url}: {exc}") from exc
+    if not isinstance(answer, str):
+        raise ProxyError(f"the PAC file {shown} returned {answer!r} for {url}, not a string")
+    try:
+        candidates = parse_pac_answer(answer)
+    except ValueError as exc:
+        raise ProxyError(f"the PAC file {shown} returned an unusable answer for {url}: {exc}") from exc
+    reason = f"PAC file {shown} returned {answer.strip()!r}"
+    logger.debug("%s for %s", reason, url)
+    return candidates, reason
+
+
+class _Shorter:
+    """A deadline at most ``seconds`` from now and never past ``deadline``."""
+
+    def __init__(self, deadline: Any, seconds: float) -> None:
+        self._end = time.monotonic() + min(max(_seconds_left(deadline), 0.0), seconds)
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+
+# "auto": whether discovery ran, and the URL it found with its script (None: it found none).
+_discovery_done = False
+_discovered: tuple[str, _Script] | None = None
+_discovery_lock = threading.Lock()
+
+
+def _discover(deadline: Any, options: Any) -> tuple[str, _Script] | None:
+    """Try the discovery URLs in order, once per process; the first PAC file that can be
+    fetched and compiled wins. Candidates that fail are skipped (logged at DEBUG)."""
+    global _discovered, _discovery_done
+    left = _seconds_left(deadline)
+    if left <= 0 or not _discovery_lock.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
+        raise ConnectTimeout("timed out waiting for PAC discovery")
+    try:
+        if _discovery_done:
+            return _discovered
+        tried: list[str] = []
+        for candidate in discover_pac_urls():
+            shown = redact_url(candidate)
+            tried.append(shown)
+            try:
+                script = _load(candidate, shown, _Shorter(deadline, DISCOVERY_TRY_TIMEOUT), options)
+            except ConnectTimeout:
+                if _seconds_left(deadline) <= 0:
+                    raise
+                logger.debug("PAC discovery: %s did not answer in time", shown)
+                continue
+            except ProxyError as exc:
+                if isinstance(exc.__cause__, ImportError):
+                    raise
+                logger.debug("PAC discovery: %s is not usable: %s", shown, exc)
+                continue
+            logger.debug("PAC discovery found %s", shown)
+            _discovered, _discovery_done = (candidate, script), True
+            return _discovered
+        logger.debug("PAC discovery found no PAC file (tried %s): connecting directly", tried or "nothing")
+        _discovered, _discovery_done = None, True
+        return None
+    finally:
+        _discovery_lock.release()
+
+
+def discover_pac_urls() -> list[str]:
+    """The URLs where a PAC file may be, in the order ``proxies={"pac": "auto"}`` tries them.
+
+    1. The operating system's setting: Windows' ``AutoConfigURL`` (registry), macOS'
+       automatic proxy configuration URL, GNOME's ``org.gnome.system.proxy autoconfig-url``
+       when its mode is ``auto``.
+    2. WPAD through DNS: ``http://wpad.<domain>/wpad.dat`` for the machine's domain and each
+       parent domain, stopping above the organisation's domain (pypac's WPAD helper checks
+       the public suffix list, so no ``wpad.com``-style name is ever asked).
+
+    DHCP-based WPAD (option 252) is not used: it needs a raw-socket DHCP query.
+    """
+    urls: list[str] = []
+    setting = _os_pac_setting()
+    if setting:
+        if "://" not in setting:  # Windows and macOS accept a bare local path
+            setting = urllib.parse.urljoin("file:", urllib.request.pathname2url(setting))
+        urls.append(setting)
+    try:
+        from pypac.wpad import proxy_urls_from_dns  # type: ignore[import-not-found,import-untyped]
+
+        urls += [url for url in proxy_urls_from_dns() if url not in urls]
+    except ImportError:
+        pass
+    except Exception as exc:  # a strange host name must not break the connection
+        logger.debug("PAC discovery: no WPAD URLs: %s", exc)
+    return urls
+
+
+def _os_pac_setting() -> str | None:
+    import sys
+
+    try:
+        if sys.platform == "win32":
+            from pypac.os_settings import autoconfig_url_from_registry
+
+            return autoconfig_url_from_registry()  # type: ignore[no-any-return]
+        if sys.platform == "darwin":
+            from pypac.os_settings import autoconfig_url_from_preferences
+
+            return autoconfig_url_from_preferences()  # type: ignore[no-any-return]
+        return _gnome_pac_setting()
+    except Exception as exc:  # ImportError, the OS API's own errors
+        logger.debug("PAC discovery: cannot read the OS proxy setting: %s", exc)
+        return None
+
+
+def _gnome_pac_setting() -> str | None:
+    import shutil
+    import subprocess
+
+    gsettings = shutil.which("gsettings")
+    if gsettings is None:
+        return None
+
+    def get(key: str) -> str:
+        done = subprocess.run(
+            [gsettings, "get", "org.gnome.system.proxy", key],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+        return done.stdout.strip().strip("'") if done.returncode == 0 else ""
+
+    if get("mode") != "auto":
+        return None
+    return get("autoconfig-url") or None
+
+
+def _load(pac_url: str, shown: str, deadline: Any, options: Any) -> _Script:
+    with _cache_lock:
+        script = _cache.get(pac_url)
+        if script is not None:
+            return script
+        url_lock = _url_locks.setdefault(pac_url, threading.Lock())
+    # Wait for another thread's download of the same file, but not past our deadline.
+    left = _seconds_left(deadline)
+    if left <= 0 or not url_lock.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
+        raise ConnectTimeout(f"timed out waiting for the PAC file {shown}")
+    try:
+        with _cache_lock:
+            script = _cache.get(pac_url)
+        if script is not None:
+            return script
+        source = _fetch(pac_url, shown, deadline, options)
+        script = _Script(_compile(source, shown), threading.Lock())
+        with _cache_lock:
+            _cache[pac_url] = script
+        logger.debug("loaded the PAC file %s (%d bytes)", shown, len(source))
+        return script
+    finally:
+        url_lock.release()
+
+
+def _compile(source: str, shown: str) -> Any:
+    try:
+        from pypac.parser import PACFile  # type: ignore[import-not-found,import-untyped]
+    except ImportError as exc:
+        raise ProxyError(f"cannot use the PAC file {shown}: {_EXTRA_HINT}") from exc
+    try:
+        return PACFile(source)
+    except Exception as exc:  # MalformedPacError, or the engine's own errors
+        raise ProxyError(f"the PAC file {shown} cannot be evaluated: {exc}") from exc
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _fetch(pac_url: str, shown: str, deadline: Any, options: Any) -> str:
+    """The text of the PAC file (downloaded directly: a PAC never goes through a proxy)."""
+    scheme = urllib.parse.urlsplit(pac_url).scheme.lower()
+    if scheme == "file":
+        path = urllib.request.url2pathname(urllib.parse.urlsplit(pac_url).path)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_PAC_SIZE + 1)
+        except OSError as exc:
+            raise ProxyError(f"cannot read the PAC file {shown}: {exc.strerror or exc}") from exc
+        if len(data) > MAX_PAC_SIZE:
+            raise ProxyError(f"the PAC file {shown} is larger than {MAX_PAC_SIZE} bytes")
+        return _decode(data)
+    if scheme not in ("http", "https"):
+        raise ProxyError(f"unsupported PAC URL {shown!r}: use http://, https:// or file://")
+    return _decode(_download(pac_url, shown, scheme, deadline, options))
+
+
+def _download(pac_url: str, shown: str, scheme: str, deadline: Any, options: Any) -> bytes:
+    import urllib3
+
+    left = _seconds_left(deadline)
+    if left <= 0:
+        raise ConnectTimeout(f"timed out before fetching the PAC file {shown}")
+    pool_kwargs: dict[str, Any] = {}
+    if scheme == "https":
+        # The transport hands the TLS context factory down (proxy/ never imports it): the
+        # PAC server is verified like the target, with the same trust sources.
+        factory = getattr(options, "make_ssl_context", None)
+        context = factory() if factory is not None else ssl.create_default_context()
+        pool_kwargs["ssl_context"] = context
+        if context.verify_mode == ssl.CERT_NONE:
+            pool_kwargs["cert_reqs"] = "CERT_NONE"
+    manager = urllib3.PoolManager(num_pools=1, **pool_kwargs)
+    try:
+        response = manager.request(
+            "GET",
+            pac_url,
+            headers={"Accept": "application/x-ns-proxy-autoconfig, */*"},
+            timeout=urllib3.Timeout(total=left),
+            retries=urllib3.Retry(total=3, connect=0, read=0, other=0, status=0, redirect=3),
+            preload_content=False,
+        )
+        try:
+            if response.status != 200:
+                raise ProxyError(
+                    f"cannot fetch the PAC file {shown}: the server answered "
+                    f"{response.status} {response.reason or ''}".rstrip()
+                )
+            body = bytearray()
+            for chunk in response.stream(64 * 1024):
+                body += chunk
+                if len(body) > MAX_PAC_SIZE:
+                    raise ProxyError(f"the PAC file {shown} is larger than {MAX_PAC_SIZE} bytes")
+                if _seconds_left(deadline) <= 0:
+                    raise ConnectTimeout(f"timed out fetching the PAC file {shown}")
+            return bytes(body)
+        finally:
+            response.release_conn()
+    except (ProxyError, ConnectTimeout):
+        raise
+    except urllib3.exceptions.MaxRetryError as exc:
+        raise _fetch_error(shown, exc.reason or exc) from exc
+    except Exception as exc:  # urllib3's HTTPError tree, OSError, ssl.SSLError
+        raise _fetch_error(shown, exc) from exc
+    finally:
+        manager.clear()
+
+
+def _fetch_error(shown: str, exc: BaseException) -> Exception:
+    import urllib3
+
+    # NewConnectionError is also a ConnectTimeoutError in urllib3 2: look at its cause first.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        if not isinstance(cause, TimeoutError):
+            reason = getattr(cause, "strerror", None) or cause or exc
+            return ProxyError(f"cannot fetch the PAC file {shown}: {reason}")
+    if isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
+        return ConnectTimeout(f"timed out fetching the PAC file {shown}")
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return ProxyError(f"cannot fetch the PAC file {shown}: TLS error: {exc}")
+    return ProxyError(f"cannot fetch the PAC file {shown}: {exc}")

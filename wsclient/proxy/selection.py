@@ -94,7 +94,8 @@ def select_proxy(
         trust_env: read the environment (then the OS settings) when ``proxies`` is None.
         request_proxy: ``request_options["proxy"]``; ``""`` forces a direct connection.
         environ: the environment to read (``os.environ`` when None).
-        deadline, options: handed to the PAC evaluation (``proxies["pac"]``).
+        deadline, options: handed to the PAC evaluation (``proxies["pac"]``; ``options`` is a
+            ``pac.FetchOptions``).
 
     Raises:
         InvalidURL: the chosen proxy URL is unusable (unsupported scheme, no host, ...).

@@ -26,7 +26,15 @@ from .._net import (
 )
 from ..exceptions import ConnectTimeout, ProxyAuthenticationRequired, ProxyError
 from ..http11 import HTTPParseError, Response, ResponseReader
-from .auth import Authenticator, choose_authenticator, parse_challenges
+from .auth import (
+    Authenticator,
+    choose_authenticator,
+    continues_handshake,
+    forget_proxy_schemes,
+    parse_challenges,
+    preemptive_authenticator,
+    remember_scheme,
+)
 from .streams import ReplayStream
 from .url import ProxyURL
 
@@ -199,11 +207,20 @@ def open_http_tunnel(
     authorization: str | None = None
     offered: list[str] = []
     started = time.monotonic()
+    # A scheme this proxy accepted before is answered at once (saves the 407 round trip);
+    # a 407 to that preemptive value falls back to the normal challenge flow, once.
+    preemptive = not any(name.lower() == "proxy-authorization" for name, _ in options.proxy_headers)
     try:
         for _attempt in range(MAX_ATTEMPTS):
             if sock is None:
                 sock = _connect_proxy(proxy, deadline, options, proxy_tls, on_socket, trace, attempt_timeout)
                 started = time.monotonic()
+            if preemptive and authenticator is None:
+                found = preemptive_authenticator(proxy, authority, _peer_certificate(sock))
+                if found is not None:
+                    authenticator, authorization = found[0], found[1].value
+                else:
+                    preemptive = False
             used = f" ({authenticator.name} authentication)" if authenticator else ""
             logger.debug("CONNECT %s through %s%s", authority, proxy, used)
             reader = ResponseReader(no_body=lambda status: 200 <= status < 300, skip_interim=True)
@@ -211,6 +228,8 @@ def open_http_tunnel(
             response = _exchange(sock, proxy, request, reader, deadline)
             logger.debug("proxy %s answered %d %s", proxy, response.status, response.reason)
             if 200 <= response.status < 300:
+                if authenticator is not None:
+                    remember_scheme(proxy, authenticator)
                 if trace is not None:
                     info = {
                         "status": response.status,
@@ -225,6 +244,12 @@ def open_http_tunnel(
                 raise _fail(proxy, authority, response)
             challenges = parse_challenges(response.headers.get_all("Proxy-Authenticate"))
             offered = offered or [c.scheme for c in challenges]
+            if preemptive and authenticator is not None:
+                preemptive = False
+                if not continues_handshake(authenticator, challenges):
+                    logger.debug("proxy %s refused the remembered %s: back to its 407", proxy, authenticator.name)
+                    forget_proxy_schemes(proxy)
+                    authenticator = None
             if authenticator is None:
                 authenticator, why = choose_authenticator(
                     challenges,
@@ -232,6 +257,7 @@ def open_http_tunnel(
                     password=proxy.password,
                     proxy_host=proxy.host,
                     authority=authority,
+                    proxy_cert=_peer_certificate(sock),
                 )
                 if authenticator is None:
                     raise _fail(proxy, authority, response, why)
@@ -249,6 +275,16 @@ def open_http_tunnel(
     finally:
         if sock is not None:
             _close(sock)
+
+
+def _peer_certificate(sock: Any) -> bytes | None:
+    """The DER certificate of an ``https://`` proxy (for channel binding), else ``None``."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        return sock.getpeercert(binary_form=True)
+    except (ValueError, OSError):
+        return None
 
 
 def _close(sock: socket.socket) -> None:

@@ -27,6 +27,7 @@ from .._net import (
 from ..exceptions import ConnectFailed, ConnectTimeout, ProxyError, TLSError
 from ..proxy import ProxyURL, needs_tls_in_tls, redact_url, select_proxy, wrap_tls_in_tls
 from ..proxy import open_tunnel as _open_tunnel
+from ..proxy.pac import FetchOptions
 from ..uri import WSURI
 from .options import parse_request_options
 from .tls import make_ssl_context, trust_source
@@ -69,9 +70,14 @@ def open_stream(
     Raises:
         ConnectFailed: or one of its subclasses; ``__cause__`` is the original error.
     """
+    pac_fetch = FetchOptions(
+        make_ssl_context=lambda: make_ssl_context(
+            options.verify, None, options.tls_options, trust_env=options.trust_env
+        )
+    )
     selection = select_proxy(
         uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=options.proxy,
-        deadline=deadline, options=options,
+        deadline=deadline, options=pac_fetch,
     )
     if trace is not None:
         first = selection.proxy

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # so that test modules can `import proxypeers` in any import mode
     sys.path.insert(0, str(HERE))
@@ -15,6 +17,7 @@ if str(HERE) not in sys.path:  # so that test modules can `import proxypeers` in
 from proxypeers import (  # noqa: E402, F401
     dante_auth,
     dante_open,
+    krb5_realm,
     negotiate_proxy,
     ntlm_proxy,
     options,
@@ -28,6 +31,7 @@ from proxypeers import (  # noqa: E402, F401
     squid_basic,
     squid_digest,
     squid_https,
+    squid_kerberos,
     squid_ntlm,
     squid_open,
     tcp_target,
@@ -35,3 +39,12 @@ from proxypeers import (  # noqa: E402, F401
     ws_target_v6,
     wss_target,
 )
+
+
+@pytest.fixture(autouse=True)
+def _forget_remembered_proxy_schemes() -> None:
+    """Each test starts without remembered proxy schemes (the process-wide memory of which
+    scheme each proxy accepted), so that no test depends on which ran before it."""
+    from wsclient.proxy.auth import forget_proxy_schemes
+
+    forget_proxy_schemes()

@@ -186,7 +186,7 @@ via off
 class Squid(ProxyProcess):
     """One squid process with its own configuration."""
 
-    def __init__(self, auth: str, *, https: Any = None) -> None:
+    def __init__(self, auth: str, *, https: Any = None, realm: Any = None) -> None:
         super().__init__(f"squid-{auth}", "127.0.0.1", free_port())
         squid = shutil.which("squid") or "/usr/sbin/squid"
         need(os.path.exists(squid), "squid is not installed")
@@ -219,6 +219,13 @@ class Squid(ProxyProcess):
             helpers.append(
                 f"auth_param ntlm program {SQUID_HELPERS}/ntlm_fake_auth\n"
                 f"auth_param ntlm {children}\nauth_param ntlm keep_alive on"
+            )
+        if auth == "negotiate":
+            # Kerberos only (krb5realm.Realm): the keytab holds the proxy's HTTP/localhost key.
+            helpers.append(
+                f"auth_param negotiate program {SQUID_HELPERS}/negotiate_kerberos_auth "
+                f"-k {realm.keytab} -s {realm.service} -c {d}\n"
+                f"auth_param negotiate {children}\nauth_param negotiate keep_alive on"
             )
         for helper in helpers:
             program = helper.split()[3]
@@ -261,6 +268,8 @@ class Squid(ProxyProcess):
                 stdout=err,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # The auth helpers inherit squid's environment (KRB5_CONFIG for Kerberos).
+                env={**os.environ, **realm.env()} if realm is not None else None,
             )
         try:
             wait_port(self.host, self.port, self.proc, d / "cache.log", self.name)
@@ -322,6 +331,40 @@ squid_basic = _squid_fixture("basic")
 squid_digest = _squid_fixture("digest")
 squid_ntlm = _squid_fixture("ntlm")
 squid_all = _squid_fixture("all")
+
+
+@pytest.fixture(scope="session")
+def krb5_realm() -> Iterator[Any]:
+    """A loopback MIT Kerberos realm (krb5realm.py) with alice's ticket in its cache."""
+    from krb5realm import Realm, missing_programs
+
+    missing = missing_programs()
+    need(not missing, f"MIT Kerberos programs are missing ({', '.join(missing)}): .ci/install-kerberos.sh")
+    try:
+        import gssapi  # noqa: F401
+        import spnego  # noqa: F401
+    except ImportError:
+        need(False, "pyspnego's Kerberos bindings are missing: pip install 'wsclient[kerberos]'")
+    realm = Realm()
+    try:
+        realm.start()
+        realm.kinit()
+        yield realm
+    finally:
+        realm.stop()
+
+
+@pytest.fixture(scope="session")
+def squid_kerberos(krb5_realm: Any, proxy_reaper: list[ProxyProcess]) -> Iterator[Squid]:
+    """squid asking for Negotiate only, checked by negotiate_kerberos_auth against the realm."""
+    need(
+        os.path.exists(SQUID_HELPERS / "negotiate_kerberos_auth"),
+        "squid's negotiate_kerberos_auth helper is missing",
+    )
+    proxy = Squid("negotiate", realm=krb5_realm)
+    proxy_reaper.append(proxy)
+    yield proxy
+    proxy.terminate()
 
 
 @pytest.fixture(scope="session")
@@ -843,7 +886,14 @@ class SpnegoProxy:
     ``users`` records who authenticated.
     """
 
-    def __init__(self, scheme: str, user_file: Path) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        user_file: Path | None,
+        *,
+        tls_context: Any = None,
+        channel_bindings: Any = None,
+    ) -> None:
         import spnego
 
         self._spnego = spnego
@@ -851,6 +901,12 @@ class SpnegoProxy:
         self.user_file = user_file
         self.users: list[str] = []
         self.requests: list[bytes] = []
+        # An https:// proxy (TLS to the proxy) that demands this channel binding: pyspnego's
+        # acceptor checks it, and NTLM AUTHENTICATE messages must carry exactly its MD5
+        # (pyspnego alone would also accept an all-zero "no binding" value).
+        self.tls_context = tls_context
+        self.channel_bindings = channel_bindings
+        self.ntlm_bindings_seen: list[bytes | None] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -887,6 +943,14 @@ class SpnegoProxy:
     def _serve(self, conn: socket.socket) -> None:
         import base64 as b64
 
+        if self.tls_context is not None:
+            try:
+                conn.settimeout(10)
+                conn = self.tls_context.wrap_socket(conn, server_side=True)
+                conn.settimeout(None)
+            except OSError:
+                conn.close()
+                return
         buf = bytearray()
         context: Any = None
         deny = (
@@ -915,8 +979,10 @@ class SpnegoProxy:
                 token = b64.b64decode(auth.split(" ", 1)[1])
                 if context is None:
                     protocol = "ntlm" if self.scheme == "NTLM" else "negotiate"
-                    context = self._spnego.server(protocol=protocol)
+                    context = self._spnego.server(protocol=protocol, channel_bindings=self.channel_bindings)
                 try:
+                    if self.channel_bindings is not None:
+                        self._check_ntlm_bindings(token)
                     out = context.step(token)
                 except Exception:
                     context = None
@@ -944,6 +1010,30 @@ class SpnegoProxy:
             return
         finally:
             conn.close()
+
+    def _check_ntlm_bindings(self, token: bytes) -> None:
+        """Raise unless an NTLM AUTHENTICATE message in ``token`` (bare or inside SPNEGO)
+        carries MsvAvChannelBindings equal to the MD5 of the expected bindings."""
+        import hashlib
+        import struct
+
+        start = token.find(b"NTLMSSP\x00\x03\x00\x00\x00")
+        if start < 0:
+            return  # NEGOTIATE message, or Kerberos: the acceptor checks those
+        msg = token[start:]
+        nt_len, _, nt_offset = struct.unpack_from("<HHI", msg, 20)
+        nt = msg[nt_offset : nt_offset + nt_len]
+        pos, found = 44, None  # NTProofStr (16) + the fixed part of the client challenge (28)
+        while pos + 4 <= len(nt):
+            av_id, av_len = struct.unpack_from("<HH", nt, pos)
+            if av_id == 0:
+                break
+            if av_id == 0x000A:  # MsvAvChannelBindings
+                found = nt[pos + 4 : pos + 4 + av_len]
+            pos += 4 + av_len
+        self.ntlm_bindings_seen.append(found)
+        if found != hashlib.md5(self.channel_bindings.pack()).digest():
+            raise ValueError("wrong or missing channel binding")
 
     def stop(self) -> None:
         self.sock.close()
