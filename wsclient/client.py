@@ -12,8 +12,9 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
+from ._redact import mask_text
 from .config import ClientConfig
 from .connection import WebSocketConnection
 from .events import EventEmitter
@@ -82,6 +83,40 @@ class WebSocketClient(EventEmitter):
         self._lock = threading.Lock()
         self._attempt: _Attempt | None = None
         self._thread: threading.Thread | None = None
+
+    @overload
+    def connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        wait: Literal[True] = True,
+    ) -> WebSocketConnection: ...
+
+    @overload
+    def connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        *,
+        wait: Literal[False],
+    ) -> None: ...
+
+    @overload
+    def connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        wait: bool = True,
+    ) -> WebSocketConnection | None: ...
 
     def connect(
         self,
@@ -254,7 +289,10 @@ class WebSocketClient(EventEmitter):
             what = f"opening handshake with {uri}"
             try:
                 sock.settimeout(remaining(deadline))
-                sock.sendall(handshake.request_bytes())
+                request = handshake.request_bytes()
+                sock.sendall(request)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("handshake request:\n%s", mask_text(request.decode("latin-1").rstrip()))
                 response = None
                 while response is None:
                     try:
@@ -275,6 +313,8 @@ class WebSocketClient(EventEmitter):
                 if isinstance(err, ConnectTimeout):
                     err = ConnectTimeout(f"{what}: timed out waiting for the server's answer")
                 raise err from exc
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("handshake response:\n%s", _response_head(response))
             subprotocol, deflate = handshake.validate()
             protocol = Protocol(
                 max_frame_size=config.max_received_frame_size,
@@ -302,6 +342,13 @@ class WebSocketClient(EventEmitter):
             except OSError:
                 pass
             raise
+
+
+def _response_head(response: Any) -> str:
+    """The response's status line and header fields, credentials masked (for DEBUG logs)."""
+    lines = [f"{response.http_version} {response.status} {response.reason}"]
+    lines += [f"{name}: {value}" for name, value in response.headers.raw_items()]
+    return mask_text("\n".join(lines))
 
 
 def _shutdown(sock: Any) -> None:
