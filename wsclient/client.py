@@ -1,4 +1,4 @@
-"""``WebSocketClient``: the seed's event-style client object (API.md section 3).
+"""``WebSocketClient``: WebSocket-Node's event-style client object.
 
 It owns the configuration and the opening: URL, transport (TCP, proxy, TLS), the opening
 handshake, then it hands the socket to a :class:`~wsclient.connection.WebSocketConnection`.

@@ -1,4 +1,4 @@
-"""``ClientConfig``: the options of API.md section 4, validated once at construction."""
+"""``ClientConfig``: the options of a client (WebSocket-Node's names in snake_case), validated once at construction."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _duration(name: str, value: Any, *, optional: bool) -> None:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """Options of a :class:`~wsclient.WebSocketClient` (the seed's names in snake_case).
+    """Options of a :class:`~wsclient.WebSocketClient` (WebSocket-Node's names in snake_case).
 
     Durations are in seconds. A bad value raises ``ValueError`` here, at construction.
     """

@@ -1,4 +1,4 @@
-"""The exception tree of wsclient (API.md section 5).
+"""The exception tree of wsclient.
 
 This module imports nothing from the package, so every other module can import it.
 """

@@ -34,7 +34,7 @@ __all__ = [
 
 logger = logging.getLogger("wsclient.proxy")
 
-# Strongest first (API.md section 1).
+# Strongest first.
 PREFERENCE = ("negotiate", "ntlm", "digest", "basic")
 
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -14,7 +14,7 @@ __all__ = ["TransportOptions"]
 class TransportOptions:
     """Everything ``open_stream`` needs besides the URL and the deadline.
 
-    ``request_options`` is the user's dict as given (the seed's ``requestOptions``); the other
+    ``request_options`` is the user's dict as given (WebSocket-Node's ``requestOptions``); the other
     fields are resolved from it and from ``wsclient.connect``'s keyword arguments.
     """
 
