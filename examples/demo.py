@@ -37,7 +37,7 @@ def main() -> None:
             print("large echo :", len(ws.recv(timeout=5)), "characters")
         print("closed with code", ws.close_code)
 
-        # The event-style WebSocketClient of the seed.
+        # The event-style WebSocketClient of WebSocket-Node.
         client = wsclient.WebSocketClient(close_timeout=2.0)
         done = threading.Event()
 

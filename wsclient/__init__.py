@@ -23,13 +23,14 @@ from .exceptions import (
     HandshakeError,
     InvalidStatus,
     InvalidURL,
+    PayloadTooBig,
     ProtocolError,
     ProxyAuthenticationRequired,
     ProxyError,
     TLSError,
     WebSocketError,
 )
-from .extensions.permessage_deflate import DeflateOptions
+from .extensions.permessage_deflate import DeflateOptions, NegotiationError
 from .frames import CloseCode, Frame, Opcode
 from .handshake import Headers, Response
 from .reconnect import Backoff, Reconnect, reconnect
@@ -51,7 +52,9 @@ __all__ = [
     "Headers",
     "InvalidStatus",
     "InvalidURL",
+    "NegotiationError",
     "Opcode",
+    "PayloadTooBig",
     "ProtocolError",
     "ProxyAuthenticationRequired",
     "ProxyError",

@@ -86,6 +86,4 @@ def _connect_with(
         on_client(client)
     options = dict(request_options or {})
     options.update(proxies=proxies, timeout=timeout, verify=verify, cert=cert, trust_env=trust_env)
-    conn = client.connect(url, subprotocols, origin, headers, options)
-    assert conn is not None
-    return conn
+    return client.connect(url, subprotocols, origin, headers, options, wait=True)

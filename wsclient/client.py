@@ -12,9 +12,10 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._net import Deadline, Trace, map_errors
+from ._redact import mask_text
 from .config import ClientConfig
 from .connection import WebSocketConnection
 from .events import EventEmitter
@@ -99,6 +100,30 @@ class WebSocketClient(EventEmitter):
         self._attempt: _Attempt | None = None
         self._thread: threading.Thread | None = None
 
+    @overload
+    def connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        wait: Literal[True] = True,
+    ) -> WebSocketConnection: ...
+
+    @overload
+    def connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        *,
+        wait: Literal[False],
+    ) -> None: ...
+
+    @overload
     def connect(
         self,
         url: str,
@@ -107,8 +132,16 @@ class WebSocketClient(EventEmitter):
         headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         request_options: Mapping[str, Any] | None = None,
         wait: bool = True,
-        *,
-        _trace: Trace | None = None,
+    ) -> WebSocketConnection | None: ...
+
+    def connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None = None,
+        origin: str | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        wait: bool = True,
     ) -> WebSocketConnection | None:
         """Open a connection to ``url``.
 
@@ -130,6 +163,19 @@ class WebSocketClient(EventEmitter):
                 ``proxies`` key.
             TypeError: an unknown ``request_options`` key.
         """
+        return self._connect(url, protocols, origin, headers, request_options, wait, None)
+
+    def _connect(
+        self,
+        url: str,
+        protocols: Sequence[str] | str | None,
+        origin: str | None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+        request_options: Mapping[str, Any] | None,
+        wait: bool,
+        trace: Trace | None,
+    ) -> WebSocketConnection | None:
+        """:meth:`connect`, with the opening's stages reported to ``trace`` (``wsclient.diagnose``)."""
         ro = parse_request_options(
             request_options,
             tls_options=self.config.tls_options,
@@ -157,7 +203,7 @@ class WebSocketClient(EventEmitter):
         )
         if SYSTEM in (ro.verify, ro.proxy_verify):
             require_truststore()  # ImportError naming the extra, before any socket
-        attempt = _Attempt(_trace)
+        attempt = _Attempt(trace)
         with self._lock:
             if self._attempt is not None and not self._attempt.done:
                 raise RuntimeError("a connection attempt of this client is already in progress")
@@ -414,7 +460,10 @@ class WebSocketClient(EventEmitter):
                     }
                 ):
                     sock.settimeout(deadline.timeout(f"waiting for the server's answer ({what})"))
-                    sock.sendall(handshake.request_bytes())
+                    request = handshake.request_bytes()
+                    sock.sendall(request)
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("handshake request:\n%s", mask_text(request.decode("latin-1").rstrip()))
                     response = None
                     while response is None:
                         try:
@@ -430,6 +479,8 @@ class WebSocketClient(EventEmitter):
             except ConnectFailed:
                 check_abort()
                 raise
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("handshake response:\n%s", _response_head(response))
             subprotocol, deflate = handshake.validate()
             protocol = Protocol(
                 max_frame_size=config.max_received_frame_size,
@@ -474,6 +525,13 @@ def _handshake_for(previous: ClientHandshake, uri: WSURI, target: WSURI) -> Clie
         deflate=previous.deflate,
         user_agent=previous.user_agent,
     )
+
+
+def _response_head(response: Any) -> str:
+    """The response's status line and header fields, credentials masked (for DEBUG logs)."""
+    lines = [f"{response.http_version} {response.status} {response.reason}"]
+    lines += [f"{name}: {value}" for name, value in response.headers.raw_items()]
+    return mask_text("\n".join(lines))
 
 
 def _shutdown(sock: Any) -> None:

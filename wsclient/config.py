@@ -1,4 +1,4 @@
-"""``ClientConfig``: the options of a client (WebSocket-Node's names), validated once at construction."""
+"""``ClientConfig``: the options of a client (WebSocket-Node's names in snake_case), validated once at construction."""
 
 from __future__ import annotations
 

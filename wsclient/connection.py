@@ -294,13 +294,13 @@ class WebSocketConnection(EventEmitter):
                 self._write(frames)
 
     def send_text(self, text: str) -> None:
-        """Send ``text`` as a text message (``sendUTF`` in the seed)."""
+        """Send ``text`` as a text message (``sendUTF`` in WebSocket-Node)."""
         if not isinstance(text, str):
             raise TypeError(f"send_text() takes str, not {type(text).__name__}")
         self.send(text)
 
     def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
-        """Send ``data`` as a binary message (``sendBytes`` in the seed)."""
+        """Send ``data`` as a binary message (``sendBytes`` in WebSocket-Node)."""
         if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send_bytes() takes bytes-like data, not {type(data).__name__}")
         self.send(data)

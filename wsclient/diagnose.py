@@ -192,9 +192,10 @@ def run(url: str, connect_kwargs: dict[str, Any], out: TextIO) -> int:
 
     secure = url.lower().startswith("wss:")
     try:
-        ws = client.connect(
-            url, kwargs.get("subprotocols"), kwargs.get("origin"), kwargs.get("headers"), options, _trace=report
+        ws = client._connect(
+            url, kwargs.get("subprotocols"), kwargs.get("origin"), kwargs.get("headers"), options, True, report
         )
+        assert ws is not None  # wait=True returns the connection or raises
     except ConnectFailed as exc:
         stage = next(s for s in _applicable(secure, proxy[0]) if s not in done)
         return fail(stage, exc)

@@ -105,7 +105,7 @@ class Headers(MutableMapping[str, str]):
 @dataclass
 class Response:
     """An HTTP response: the server's answer to the opening handshake, or a proxy's answer
-    to CONNECT (``ProxyError.response``). ``body`` holds at most :data:`MAX_BODY_SIZE` bytes."""
+    to CONNECT (``ProxyError.response``). ``body`` holds at most 64 KiB (``MAX_BODY_SIZE``)."""
 
     status: int
     reason: str

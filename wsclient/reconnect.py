@@ -211,8 +211,10 @@ class Reconnect:
         with self._lock:
             if self._stopper is not None:
                 return
-            self._stopper = threading.Thread(target=self._shut_down, name="wsclient-reconnect-stop", daemon=True)
-            self._stopper.start()
+            stopper = threading.Thread(target=self._shut_down, name="wsclient-reconnect-stop", daemon=True)
+            # Published only once started: the iterating thread joins it without the lock.
+            stopper.start()
+            self._stopper = stopper
 
     def _shut_down(self) -> None:
         if self._on_stop is not None:
@@ -332,7 +334,7 @@ def reconnect(
             ``Backoff(1.0, 2.0, 60.0)``) or any iterable of seconds (when it runs out, the
             last failure is raised).
         retry: ``retry(exception) -> bool``: whether to try again after a failed opening
-            (default: :func:`default_retry`).
+            (default: :func:`wsclient.reconnect.default_retry`).
         max_attempts: give up after this many failed openings in a row, raising the last
             failure (None: never).
         **connect_kwargs: what :func:`wsclient.connect` takes.

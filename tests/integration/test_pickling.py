@@ -138,6 +138,17 @@ def test_handshake_error(raw_server: Any) -> None:
     server.join()
 
 
+def test_negotiation_error(raw_server: Any) -> None:
+    """A 101 whose permessage-deflate answer breaks RFC 7692 (a window size out of range)."""
+    server = raw_server(
+        [wait_eof(required=False)],
+        extra_headers=[("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=20")],
+    )
+    exc = _raised(lambda: wsclient.connect(server.url(), timeout=5), wsclient.NegotiationError)
+    _round_trips(exc)
+    server.join()
+
+
 def _proxy_answering(answer: bytes) -> tuple[int, threading.Thread, socket.socket]:
     """A one-shot HTTP proxy that reads a CONNECT and sends ``answer``."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -235,7 +246,7 @@ def test_every_exported_exception_class_is_covered() -> None:
     covered = {
         ConnectFailed, ConnectTimeout, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK,
         HandshakeError, InvalidStatus, InvalidURL, ProtocolError, ProxyAuthenticationRequired,
-        ProxyError, TLSError, WebSocketError, PayloadTooBig,
+        ProxyError, TLSError, WebSocketError, PayloadTooBig, wsclient.NegotiationError,
     }
     exported = {
         obj for name in wsclient.__all__

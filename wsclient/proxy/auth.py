@@ -42,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger("wsclient.proxy")
 
-# Strongest first, the order docs/proxies.md promises.
+# Strongest first.
 PREFERENCE = ("negotiate", "ntlm", "digest", "basic")
 
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -36,7 +36,7 @@ logger = logging.getLogger("wsclient.proxy")
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Environment variables per target scheme, in order of preference .
+# Environment variables per target scheme, in order of preference.
 _ENV_CHAIN: dict[str, tuple[str, ...]] = {
     "ws": ("ws_proxy", "http_proxy", "all_proxy"),
     "wss": ("wss_proxy", "https_proxy", "all_proxy"),
