@@ -2,10 +2,10 @@
 # Install what the Kerberos and PAC proxy tests need, on a fresh Debian machine as root:
 #   - MIT Kerberos: krb5-kdc, krb5-admin-server (kadmin.local, kdb5_util), krb5-user (kinit,
 #     klist), libkrb5-dev (krb5-config, needed to compile the Python bindings);
-#   - the extra wsclient[kerberos]: pyspnego[kerberos], which brings gssapi and krb5. Both are
+#   - the extra python-wsclient[kerberos]: pyspnego[kerberos], which brings gssapi and krb5. Both are
 #     compiled from source (~4 minutes), so their wheels are built once into WHEEL_CACHE and a
 #     second run installs from there in seconds;
-#   - the extra wsclient[pac]: pypac (its dukpy JavaScript engine is also a compiled wheel).
+#   - the extra python-wsclient[pac]: pypac (its dukpy JavaScript engine is also a compiled wheel).
 # The tests build their own loopback realm in a temp dir (tests/kerberos/realm.py); this script
 # starts no KDC (and stops the ones the Debian packages may have started).
 #

@@ -2,7 +2,7 @@
 # Install what the proxy tests (tests/integration/proxy/) need, on a fresh Debian machine as root:
 #   - squid (with its auth helpers basic_ncsa_auth, digest_file_auth, ntlm_fake_auth),
 #     apache2-utils (htpasswd), dante-server (danted);
-#   - pproxy (PyPI), and the extras wsclient[socks] (PySocks) and wsclient[ntlm] (pyspnego);
+#   - pproxy (PyPI), and the extras python-wsclient[socks] (PySocks) and python-wsclient[ntlm] (pyspnego);
 #   - the system user that dante's SOCKS5 username authentication checks.
 # The tests start their own proxy processes on loopback; this script starts none (and stops the
 # ones the Debian packages may have started).

@@ -39,7 +39,7 @@ def connect(
             redirect hop together).
         verify: True (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE`` /
             ``SSL_CERT_DIR`` when ``trust_env`` and set, else certifi's roots), ``"system"``
-            (the OS trust store, extra ``wsclient[truststore]``), False, a CA bundle file or
+            (the OS trust store, extra ``python-wsclient[truststore]``), False, a CA bundle file or
             directory, or an SSLContext.
         cert: client certificate: path, ``(cert, key)`` or ``(cert, key, password)``.
         trust_env: honour ``WS(S)_PROXY``, ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``,

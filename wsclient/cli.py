@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trust.add_argument(
         "--system-trust", action="store_true",
-        help="verify with the operating system's trust store (needs wsclient[truststore])",
+        help="verify with the operating system's trust store (needs python-wsclient[truststore])",
     )
     conn.add_argument("--cert", metavar="FILE", help="client certificate (PEM; may hold the key too)")
     conn.add_argument("--key", metavar="FILE", help="private key of --cert, when in its own file")

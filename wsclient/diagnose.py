@@ -89,9 +89,9 @@ def _auth_hint(exc: ProxyAuthenticationRequired, proxy_has_user: bool) -> str:
     if response is None:
         return "the SOCKS proxy refused the user name and password in the proxy URL"
     if offered and set(offered) <= {"negotiate"} and not spnego_available():
-        return "the proxy offered only Negotiate; install wsclient[kerberos] and get a ticket with kinit"
+        return "the proxy offered only Negotiate; install python-wsclient[kerberos] and get a ticket with kinit"
     if "ntlm" in offered and not spnego_available() and not {"basic", "digest"} & set(offered):
-        return f"the proxy offered {names}; install wsclient[ntlm] and give DOMAIN%5Cuser:password in the proxy URL"
+        return f"the proxy offered {names}; install python-wsclient[ntlm] and give DOMAIN%5Cuser:password in the proxy URL"
     if set(offered) <= {"negotiate"}:
         return "the proxy wants Kerberos (Negotiate): run kinit (KRB5CCNAME) for a ticket"
     if not proxy_has_user:

@@ -1,4 +1,4 @@
-"""Bad input (issue 2): each gives the specific exception of API.md section 5, or the right
+"""Bad input (issue 2): each gives the specific exception of the documented error tree, or the right
 close code on a live connection, never a hang, a reader traceback or a leaked thread.
 
 Most peers here are scripted raw-socket servers (``rawserver.py``): they send what no real
@@ -85,7 +85,7 @@ def test_bad_url_raises_invalid_url(url: str) -> None:
 
 
 def test_bad_url_with_client_reports_connect_failed() -> None:
-    """API.md: connect(wait=False) returns None at once and the events report the end;
+    """The documented contract: connect(wait=False) returns None at once and the events report the end;
     connect(wait=True) raises the ConnectFailed and the events fire too."""
     client = wsclient.WebSocketClient()
     failures: list[BaseException] = []

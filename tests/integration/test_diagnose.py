@@ -99,7 +99,7 @@ def _407(*challenges: str) -> ProxyAuthenticationRequired:
 
 def test_407_hints_name_the_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(diagnose, "spnego_available", lambda: False)
-    assert "install wsclient[kerberos]" in diagnose._hint("proxy_connect", _407("Negotiate"), "http://p:1", 10)
-    assert "install wsclient[ntlm]" in diagnose._hint("proxy_connect", _407("NTLM", "Negotiate"), "http://p:1", 10)
+    assert "install python-wsclient[kerberos]" in diagnose._hint("proxy_connect", _407("Negotiate"), "http://p:1", 10)
+    assert "install python-wsclient[ntlm]" in diagnose._hint("proxy_connect", _407("NTLM", "Negotiate"), "http://p:1", 10)
     refused = diagnose._hint("proxy_connect", _407('Basic realm="x"'), "http://p:1", 10, has_user=True)
     assert "refused the credentials" in refused

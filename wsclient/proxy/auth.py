@@ -2,7 +2,7 @@
 Negotiate responses.
 
 The scheme follows the proxy's ``Proxy-Authenticate`` offers, strongest first: Negotiate,
-NTLM, Digest, Basic. NTLM and Negotiate use pyspnego (the extra ``wsclient[ntlm]``).
+NTLM, Digest, Basic. NTLM and Negotiate use pyspnego (the extra ``python-wsclient[ntlm]``).
 
 Nothing here does I/O. An authenticator is asked for a ``Proxy-Authorization`` value each
 time the proxy answers 407, and answers ``None`` when it has nothing more to try (the
@@ -354,7 +354,7 @@ class DigestAuth(Authenticator):
 
 
 def spnego_available() -> bool:
-    """Whether pyspnego (the extra ``wsclient[ntlm]``) can be imported."""
+    """Whether pyspnego (the extra ``python-wsclient[ntlm]``) can be imported."""
     try:
         import spnego  # noqa: F401
     except ImportError:
@@ -364,7 +364,7 @@ def spnego_available() -> bool:
 
 def kerberos_available() -> bool:
     """Whether pyspnego can do Kerberos here: Windows' SSPI, or the GSSAPI bindings (the
-    extra ``wsclient[kerberos]``, which brings ``gssapi`` and ``krb5``)."""
+    extra ``python-wsclient[kerberos]``, which brings ``gssapi`` and ``krb5``)."""
     if sys.platform == "win32":
         return spnego_available()
     try:
@@ -501,7 +501,7 @@ def choose_authenticator(
             if username is None and scheme == "negotiate" and not kerberos_available():
                 kerberos_why = (
                     "Negotiate without a password needs Kerberos, and pyspnego's Kerberos "
-                    "bindings are missing: pip install 'wsclient[kerberos]'"
+                    "bindings are missing: pip install 'python-wsclient[kerberos]'"
                 )
                 continue
             if not have_spnego:
@@ -541,7 +541,7 @@ def choose_authenticator(
     else:
         why = f"none of the proxy's authentication schemes ({names}) can be answered"
     if missing_extra:
-        why += "; NTLM/Negotiate need pyspnego: pip install wsclient[ntlm]"
+        why += "; NTLM/Negotiate need pyspnego: pip install python-wsclient[ntlm]"
     return None, why
 
 

@@ -7,7 +7,7 @@ the compiled script), calls ``FindProxyForURL(url, host)`` with the target's HTT
 (``"PROXY a:3128; SOCKS5 b:1080; DIRECT"``) into the ordered candidates the transport tries.
 
 The JavaScript runs in pypac's parser (``pypac.parser.PACFile``, on the dukpy engine), the
-extra ``wsclient[pac]``: a maintained implementation of the PAC helper functions
+extra ``python-wsclient[pac]``: a maintained implementation of the PAC helper functions
 (``dnsDomainIs``, ``isInNet``, ``shExpMatch``, ...) rather than one more of our own.
 
 A PAC file that cannot be fetched or evaluated is an error (:class:`ProxyError` naming it),
@@ -58,7 +58,7 @@ logger = logging.getLogger("wsclient.proxy")
 #: Largest PAC file accepted (real ones are a few kilobytes; this stops a runaway download).
 MAX_PAC_SIZE = 4 * 1024 * 1024
 
-_EXTRA_HINT = "PAC files need pypac and dukpy: pip install 'wsclient[pac]'"
+_EXTRA_HINT = "PAC files need pypac and dukpy: pip install 'python-wsclient[pac]'"
 
 #: The ``"pac"`` value that asks for discovery instead of naming a PAC file.
 AUTO = "auto"
@@ -189,7 +189,7 @@ def resolve_pac(
 
     Raises:
         ProxyError: the PAC file cannot be fetched or evaluated, its answer is unusable, or
-            the extra ``wsclient[pac]`` is not installed.
+            the extra ``python-wsclient[pac]`` is not installed.
         ConnectTimeout: ``deadline`` passed while fetching the file.
     """
     if pac_url.strip().lower() == AUTO:

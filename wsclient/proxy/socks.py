@@ -1,4 +1,4 @@
-"""SOCKS4, SOCKS4a, SOCKS5 and SOCKS5h tunnels through PySocks (the extra ``wsclient[socks]``).
+"""SOCKS4, SOCKS4a, SOCKS5 and SOCKS5h tunnels through PySocks (the extra ``python-wsclient[socks]``).
 
 ``socks4a://`` and ``socks5h://`` let the proxy resolve the target's name; ``socks4://``
 and ``socks5://`` resolve it here. The socket handed back is a plain ``socket.socket``
@@ -31,7 +31,7 @@ __all__ = ["open_socks_tunnel"]
 
 logger = logging.getLogger("wsclient.proxy")
 
-_INSTALL_HINT = "SOCKS proxies need PySocks: pip install wsclient[socks]"
+_INSTALL_HINT = "SOCKS proxies need PySocks: pip install python-wsclient[socks]"
 
 
 def _import_pysocks() -> Any:

@@ -32,7 +32,7 @@ logger = logging.getLogger("wsclient.transport.tls")
 SYSTEM = "system"
 
 _TRUSTSTORE_MISSING = (
-    'verify="system" needs the truststore package: pip install "wsclient[truststore]"'
+    'verify="system" needs the truststore package: pip install "python-wsclient[truststore]"'
 )
 
 

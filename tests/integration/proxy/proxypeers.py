@@ -344,7 +344,7 @@ def krb5_realm() -> Iterator[Any]:
         import gssapi  # noqa: F401
         import spnego  # noqa: F401
     except ImportError:
-        need(False, "pyspnego's Kerberos bindings are missing: pip install 'wsclient[kerberos]'")
+        need(False, "pyspnego's Kerberos bindings are missing: pip install 'python-wsclient[kerberos]'")
     realm = Realm()
     try:
         realm.start()

@@ -375,7 +375,7 @@ def test_missing_pyspnego_names_the_extra(scripted_proxy: Any) -> None:
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "pip install wsclient[ntlm]" in out.stdout, out.stderr
+    assert "pip install python-wsclient[ntlm]" in out.stdout, out.stderr
 
 
 def test_ntlm_proxy_closing_mid_handshake(scripted_proxy: Any, tcp_target: Any, options: Any) -> None:
@@ -415,7 +415,7 @@ def needs_spnego() -> None:
     try:
         import spnego  # noqa: F401
     except ImportError:
-        need(False, "pyspnego (wsclient[ntlm]) is not installed")
+        need(False, "pyspnego (python-wsclient[ntlm]) is not installed")
 
 
 def test_refusal_whose_body_never_ends_is_reported_after_a_short_wait(

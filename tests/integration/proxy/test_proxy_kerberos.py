@@ -92,7 +92,7 @@ def test_missing_bindings_name_the_extra(
     with pytest.raises(ProxyAuthenticationRequired) as info:
         wsclient.connect(ws_target.url(_path("no-bindings")), proxies={"ws": _proxy_url(squid_kerberos)}, timeout=10)
     message = str(info.value)
-    assert "pip install 'wsclient[kerberos]'" in message
+    assert "pip install 'python-wsclient[kerberos]'" in message
     assert "give credentials in the proxy URL" not in message  # squid offers Negotiate only
 
 
@@ -104,7 +104,7 @@ def test_the_messages_without_a_proxy_or_a_realm(monkeypatch: pytest.MonkeyPatch
         [auth_mod.Challenge("negotiate")], username=None, password=None, proxy_host="p", authority="t:1"
     )
     assert only is None
-    assert "pip install 'wsclient[kerberos]'" in why and "give credentials" not in why
+    assert "pip install 'python-wsclient[kerberos]'" in why and "give credentials" not in why
     both, why = auth_mod.choose_authenticator(
         [auth_mod.Challenge("negotiate"), auth_mod.Challenge("basic", None, {"realm": "r"})],
         username=None,

@@ -57,7 +57,7 @@ def _pac_available() -> Iterator[None]:
         import dukpy  # noqa: F401
         import pypac  # noqa: F401
     except ImportError:
-        need(False, "pypac/dukpy are not installed (pip install 'wsclient[pac]')")
+        need(False, "pypac/dukpy are not installed (pip install 'python-wsclient[pac]')")
     pac_mod.clear_pac_cache()
     yield
     pac_mod.clear_pac_cache()

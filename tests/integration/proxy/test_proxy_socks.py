@@ -220,4 +220,4 @@ def test_missing_pysocks_names_the_extra() -> None:
         "    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "pip install wsclient[socks]" in out.stdout, out.stderr
+    assert "pip install python-wsclient[socks]" in out.stdout, out.stderr
