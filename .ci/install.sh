@@ -7,3 +7,4 @@ python3 -m pip install --quiet --upgrade pip
 python3 -m pip install --quiet -e '.[test]'
 bash .ci/install-test-peers.sh
 bash .ci/install-proxies.sh
+bash .ci/install-speedups.sh
