@@ -16,10 +16,11 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Below this many bytes the GIL stays held: releasing and re-taking it costs more than
-   the XOR itself. Above it, other threads (a reader thread, other senders) run while a
-   large payload is masked. */
-#define RELEASE_GIL_MIN ((Py_ssize_t)1 << 16)
+/* The GIL stays held throughout. Releasing it from 64 KiB up was measured (benchmark
+   notes in docs/benchmarks.md): with another Python thread busy, each 64 KiB call took
+   3.7x as long (waiting to take the GIL back) and the other thread got no more done; at
+   16 MiB neither side gained measurably. wsclient masks 16 KiB fragments by default,
+   about 1 us each at memory speed, well inside one GIL switch interval. */
 
 static void
 xor_words(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char key[4])
@@ -107,15 +108,7 @@ mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         out = (unsigned char *)PyBytes_AS_STRING(result);
-        if (n >= RELEASE_GIL_MIN) {
-            /* bytes are immutable: the input cannot change while the GIL is released. */
-            Py_BEGIN_ALLOW_THREADS
-            xor_words(out, (const unsigned char *)PyBytes_AS_STRING(data), n, key);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            xor_words(out, (const unsigned char *)PyBytes_AS_STRING(data), n, key);
-        }
+        xor_words(out, (const unsigned char *)PyBytes_AS_STRING(data), n, key);
         return result;
     }
     if (PyUnicode_Check(data)) {
@@ -136,16 +129,7 @@ mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     out = (unsigned char *)PyBytes_AS_STRING(result);
     if (PyBuffer_IsContiguous(&view, 'C')) {
-        /* The export stays held while the GIL is released, so a bytearray cannot be
-           resized under us; its contents may change, which is the caller's race anyway. */
-        if (n >= RELEASE_GIL_MIN) {
-            Py_BEGIN_ALLOW_THREADS
-            xor_words(out, (const unsigned char *)view.buf, n, key);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            xor_words(out, (const unsigned char *)view.buf, n, key);
-        }
+        xor_words(out, (const unsigned char *)view.buf, n, key);
     }
     else {
         if (PyBuffer_ToContiguous(out, &view, n, 'C') < 0) {

@@ -183,8 +183,8 @@ def test_large_payload(mask_payload: Mask) -> None:
 @pytest.mark.parametrize("n", [*range(65), 127, 128, 129, 1000, 4093, 65536 - 1, 65536, 65536 + 7, 1 << 20])
 def test_lengths_and_unaligned_starts(mask_payload: Mask, n: int) -> None:
     # Every length 0..64 covers the 8-byte word loop with every tail length; the offsets put
-    # the start of a memoryview slice at every alignment; the large sizes cross the point
-    # where the C path releases the GIL.
+    # the start of a memoryview slice at every alignment; the large sizes run the word loop
+    # over many pages.
     for offset in (0, 1, 2, 3, 5, 7):
         rng = _rng(n * 8 + offset)
         raw = rng.randbytes(n + offset + 3)
