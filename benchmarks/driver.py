@@ -29,7 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.cells import CELLS, Cell, binary_payload, message_pool, text_payload
+from benchmarks.cells import (
+    BATCH,
+    CELLS,
+    WSCLIENT_PY,
+    Cell,
+    binary_payload,
+    message_pool,
+    text_payload,
+)
 
 __all__ = ["OPENERS", "Conn", "main"]
 
@@ -46,6 +54,8 @@ class Conn:
     close: Callable[[], Any]
     #: The negotiated extensions as the library reports them ("" for none).
     extensions: str = ""
+    #: The library's call that sends several messages in one write, if it has one.
+    send_many: Callable[[Any], Any] | None = None
 
 
 def open_websocket_client(url: str, big: bool, compress: bool = False) -> Conn:
@@ -81,14 +91,27 @@ def open_wsclient(url: str, big: bool, compress: bool = False) -> Conn:
         options["max_received_message_size"] = BIG_LIMIT
     ws = wsclient.connect(url, **options)
     extensions = ", ".join(repr(e) for e in ws.extensions)
-    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions)
+    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions, getattr(ws, "send_many", None))
+
+
+def open_wsclient_py(url: str, big: bool, compress: bool = False) -> Conn:
+    """wsclient with its pure-Python masking: ``WSCLIENT_SPEEDUPS=0`` before the import."""
+    os.environ["WSCLIENT_SPEEDUPS"] = "0"
+    return open_wsclient(url, big, compress)
 
 
 OPENERS: dict[str, Callable[..., Conn]] = {
     "websocket-client": open_websocket_client,
     "websockets": open_websockets,
     "wsclient": open_wsclient,
+    WSCLIENT_PY: open_wsclient_py,
 }
+
+
+def masking_in_use() -> str | None:
+    """``"c"`` or ``"python"`` once wsclient is imported in this process, else ``None``."""
+    frames = sys.modules.get("wsclient.frames")
+    return getattr(frames, "MASK_IMPLEMENTATION", None)
 
 
 class _Clock:
@@ -170,8 +193,13 @@ def cell_recv(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
     return {"messages": n, "payload_bytes": n * cell.size}
 
 
-def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
-    """Send ``n`` messages, then wait for the server's ``done``."""
+def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock, lib: str = "") -> dict[str, Any]:
+    """Send ``n`` messages, then wait for the server's ``done``.
+
+    Batched cells hand :data:`BATCH` messages at a time to the library's ``send_many``;
+    websocket-client and websockets have no such call and send one by one. wsclient without
+    ``send_many`` (before batching lands) fails the cell rather than measure the plain loop.
+    """
     payload: Any
     send: Callable[[Any], Any]
     if cell.opcode == "text":
@@ -179,6 +207,24 @@ def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
     else:
         payload, send = binary_payload(cell.size), conn.send_binary
     recv = conn.recv
+    send_many = conn.send_many if cell.batched else None
+    if cell.batched and send_many is None and lib.startswith("wsclient"):
+        conn.close()
+        raise NotImplementedError("wsclient has no send_many yet: the batched cell is a placeholder")
+    if send_many is not None:
+        batch = [payload] * BATCH
+        whole, rest = divmod(n, BATCH)
+        clock.start()
+        for _ in range(whole):
+            send_many(batch)
+        if rest:
+            send_many(batch[:rest])
+        reply = recv()
+        clock.stop()
+        if reply != "done":
+            raise AssertionError(f"expected 'done', got {reply!r}")
+        conn.close()
+        return {"messages": n, "payload_bytes": n * cell.size}
     clock.start()
     for _ in range(n):
         send(payload)
@@ -368,11 +414,20 @@ def run(lib: str, cell: Cell, url: str, n: int, profile: str | None,
         if cell.kind == "connect":
             result = cell_connect(opener, url, n, clock)
         else:
-            body = {"recv": cell_recv, "send": cell_send, "echo": cell_echo}[cell.kind]
-            result = body(cell, n, opener(url, cell.big), clock)
+            conn = opener(url, cell.big)
+            if cell.kind == "send":
+                result = cell_send(cell, n, conn, clock, lib)
+            else:
+                body = {"recv": cell_recv, "echo": cell_echo}[cell.kind]
+                result = body(cell, n, conn, clock)
     clock.dump()
     result["elapsed"] = clock.elapsed
     result["cpu"] = clock.cpu
+    masking = masking_in_use()
+    if masking is not None:
+        result["masking"] = masking
+        if lib == WSCLIENT_PY and masking != "python":
+            raise AssertionError(f"{WSCLIENT_PY} ran with {masking} masking")
     return result
 
 

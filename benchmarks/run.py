@@ -43,7 +43,9 @@ from benchmarks.cells import (
     DEFAULT_CELLS,
     DEFLATE,
     LIBRARIES,
+    PURE_PYTHON_SEND_16M_TARGET,
     REFERENCE,
+    WSCLIENT_PY,
     Cell,
     X,
     split_variant,
@@ -308,6 +310,9 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
          f"pinning: {meta['pinning']}; load average before/after: "
          f"{meta['load_before']} / {meta['load_after']}; wall time {meta['wall']:.0f} s."),
     ]
+    masking = sorted({m.result["masking"] for m in ms if m.lib == "wsclient" and m.result.get("masking")})
+    if masking:
+        lines[-1] += f" wsclient masking: {', '.join(masking)}."
     if any(c.kind != "idle" for c in cells):
         lines += [
             "",
@@ -327,6 +332,11 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
             lines.append(f"| … as % of a raw socket (raw = "
                          f"{_fmt_ratio(_ratios(ms, cell.name, 'raw', REFERENCE))}) | ≥ 90 % | "
                          + " | ".join(raw_row) + " |")
+        if WSCLIENT_PY in cell.extras and WSCLIENT_PY in meta["extras"]:
+            py_row = [_fmt_ratio(_ratios(ms, cell.name, WSCLIENT_PY, REFERENCE))
+                      if lib == "wsclient" else "—" for lib in others]
+            lines.append(f"| … wsclient with pure-Python masking (`WSCLIENT_SPEEDUPS=0`) | "
+                         f"{PURE_PYTHON_SEND_16M_TARGET} | " + " | ".join(py_row) + " |")
     if any(m.result.get("cpu") for m in ms if not CELLS[m.cell].compression):
         lines += ["", f"### Ratio of client CPU time to {REFERENCE} (same round; median, "
                       f"min{DASH}max): less disturbed by other load on the machine, blind to "
@@ -337,6 +347,10 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
             if cell.kind != "idle":
                 row = [_fmt_ratio(_ratios(ms, cell.name, lib, REFERENCE, "cpu")) for lib in others]
                 lines.append(f"| {cell.title} | " + " | ".join(row) + " |")
+            if WSCLIENT_PY in cell.extras and WSCLIENT_PY in meta["extras"]:
+                py_row = [_fmt_ratio(_ratios(ms, cell.name, WSCLIENT_PY, REFERENCE, "cpu"))
+                          if lib == "wsclient" else "—" for lib in others]
+                lines.append("| … wsclient with pure-Python masking | " + " | ".join(py_row) + " |")
     idle = [c for c in cells if c.kind == "idle"]
     if idle:
         lines += ["", "### Idle connections (median over rounds)", "",
@@ -398,6 +412,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, help="override every cell's count (profiling)")
     parser.add_argument("--py-spy-rate", type=int, default=1000, help="samples per second")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw-socket baseline")
+    parser.add_argument("--no-pure", action="store_true",
+                        help=f"skip {WSCLIENT_PY} (wsclient with pure-Python masking) in send-16m")
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -419,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
     profiling = args.profile_dir is not None or args.py_spy_dir is not None
     if REFERENCE not in libs and not profiling:  # a profiling pass needs no reference
         libs.insert(0, REFERENCE)
-    extras = [] if args.no_raw else ["raw"]
+    extras = ([] if args.no_raw else ["raw"]) + ([] if args.no_pure else [WSCLIENT_PY])
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     for directory in (args.profile_dir, args.py_spy_dir):
         if directory is not None:
