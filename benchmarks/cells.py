@@ -57,7 +57,9 @@ class Cell:
     ``kind`` is what the client does: ``recv`` (read ``count`` messages the server writes),
     ``send`` (write ``count`` messages, then wait for the server's ``done``), ``echo``
     (``count`` sequential round trips), ``connect`` (``count`` sequential connect + close) or
-    ``idle`` (hold ``count`` open connections and measure memory and threads).
+    ``idle`` (hold ``count`` open connections and measure memory and threads), ``scale``
+    (open ``connections`` at once, then each receives ``count`` messages, all concurrently)
+    or ``storm`` (``threads`` threads open and close ``count`` connections between them).
     ``placement`` is ``split`` (client and server on different cores: throughput) or
     ``same`` (one core: latency, where a cross-core wake-up would dominate).
     """
@@ -85,10 +87,19 @@ class Cell:
     #: Send in batches of :data:`BATCH` messages with the library's batching call
     #: (``send_many``); a library without one sends them one by one.
     batched: bool = False
+    #: Scale cells: how many connections at once (``count`` is then per connection for
+    #: ``scale``), the quick-run figure, and the opening threads of ``storm``.
+    connections: int = 0
+    quick_connections: int = 0
+    threads: int = 0
 
     def n(self, quick: bool) -> int:
         """The message (or connection) count to use."""
         return self.quick_count if quick else self.count
+
+    def conns(self, quick: bool) -> int:
+        """The number of simultaneous connections of a ``scale`` cell."""
+        return self.quick_connections if quick else self.connections
 
 
 CELLS: dict[str, Cell] = {
@@ -114,6 +125,13 @@ CELLS: dict[str, Cell] = {
              1000, 100, "same", f"≥ 1.0{X}"),
         Cell("idle-200", "200 idle open connections", "idle", "text", 0,
              200, 200, "same", "≤ 24 KiB, 1 thread / conn"),
+        # Issue 12: many connections at once. Binary payloads: with text, websocket-client's
+        # pure-Python UTF-8 validation (see recv-1k) would be the whole measurement.
+        Cell("scale-1000", f"1000 connections at once, each receiving 200 {X} 1 KiB binary",
+             "scale", "binary", 1024, 200, 50, "split",
+             "faster than both; ≤ 24 KiB, 1 thread / conn", connections=1000, quick_connections=100),
+        Cell("storm-1000", "1000 connections opened + closed by 16 threads at once", "storm",
+             "text", 0, 1000, 160, "split", "faster than both", threads=16),
         # Issue 4: the cost of permessage-deflate (opt-in: ``run.py --compression``).
         Cell("recv-json-z", f"receive 100k {X} ~200-byte JSON text", "recv", "text", 200,
              100_000, 10_000, "split", "", payload="json", compression=True),

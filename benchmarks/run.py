@@ -98,9 +98,11 @@ class Runner:
         return ["taskset", "-c", str(cpu), *argv] if self.pin else argv
 
     def _server_argv(self, cell: Cell, n: int) -> list[str]:
-        mode = {"connect": "handshake"}.get(cell.kind, cell.kind)
+        mode = {"connect": "handshake", "scale": "recv", "storm": "idle"}.get(cell.kind, cell.kind)
         argv = [sys.executable, "-m", "benchmarks.server", "--mode", mode,
                 "--opcode", cell.opcode, "--size", str(cell.size), "--count", str(n)]
+        if cell.kind == "scale":
+            argv.append("--threaded")
         if cell.payload != "fixed":
             argv += ["--payload", cell.payload]
         if cell.compression:  # the same server for both runs: the client's offer decides
@@ -126,6 +128,8 @@ class Runner:
                     "--cell", cell.name, "--url", url, "--count", str(n)]
             if compress:
                 argv.append("--compress")
+            if cell.kind == "scale":
+                argv += ["--connections", str(cell.conns(self.quick))]
             if self.profile_dir is not None:
                 argv += ["--profile", str(self.profile_dir / f"{lib}-{cell.name}.prof")]
             command = self._pinned(self.client_cpu, argv)
@@ -366,6 +370,25 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
                 threads = _median([r["threads_per_conn"] for r in idle_results])
                 lines.append(f"| {cell.title} | {lib} | {rss:.1f} | {traced:.1f} | "
                              f"{threads:.2f} |")
+    scale = [c for c in cells if c.kind in ("scale", "storm")]
+    if scale:
+        lines += ["", "### Many connections (median over rounds)", "",
+                  ("| cell | library | open all (s) | messages/s (scale) or opens/s (storm) | "
+                   "RSS KiB / conn | threads_s / conn |"),
+                  "|---|---|---|---|---|---|"]
+        for cell in scale:
+            for lib in libs:
+                found = [m.result for m in by.get((cell.name, lib), []) if m.result.get("elapsed")]
+                if not found:
+                    continue
+                per_second = _median([r["messages"] / r["elapsed"] for r in found])
+                if cell.kind == "scale":
+                    opened_s = f"{_median([r['open_seconds'] for r in found]):.2f}"
+                    rss_s = f"{_median([r['rss_kib_per_conn'] for r in found]):.1f}"
+                    threads_s = f"{_median([r['threads_per_conn'] for r in found]):.2f}"
+                else:
+                    opened_s = rss_s = threads_s = "—"
+                lines.append(f"| {cell.title} | {lib} | {opened_s} | {per_second:,.0f} | {rss_s} | {threads_s} |")
     if cells:
         lines += ["", "### Absolute numbers (median over rounds; spread = (max - min) / median)", "",
                   ("| cell | library | time (s) | spread | messages/s | MiB/s | µs / message | "
