@@ -374,7 +374,7 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
     if scale:
         lines += ["", "### Many connections (median over rounds)", "",
                   ("| cell | library | open all (s) | messages/s (scale) or opens/s (storm) | "
-                   "RSS KiB / conn | threads_s / conn |"),
+                   "RSS KiB / conn | threads / conn |"),
                   "|---|---|---|---|---|---|"]
         for cell in scale:
             for lib in libs:
