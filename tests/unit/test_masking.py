@@ -269,3 +269,82 @@ def test_default_and_one_use_the_c_extension_when_built() -> None:
         result = _implementation_in_subprocess(setting)
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == expected, setting
+
+
+# --- the optional build --------------------------------------------------------------------
+
+
+def _tree_without_extension(tmp_path: Path) -> Path:
+    """A copy of what setup.py builds from, without any compiled extension."""
+    import shutil
+
+    root = tmp_path / "src"
+    root.mkdir()
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        if (_REPO / name).exists():
+            shutil.copy2(_REPO / name, root / name)
+    shutil.copytree(
+        _REPO / "wsclient", root / "wsclient", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__")
+    )
+    return root
+
+
+def _build_in_place(root: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WSCLIENT_SPEEDUPS", "CC")}
+    env.update(env_vars)
+    return subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _env_for(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "WSCLIENT_SPEEDUPS"}
+    env["PYTHONPATH"] = str(root)
+    return env
+
+
+def _built(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "wsclient").iterdir() if p.name.startswith("_speedups.") and p.suffix in (".so", ".pyd"))
+
+
+def test_build_without_a_working_compiler_warns_and_succeeds(tmp_path: Path) -> None:
+    # What `pip install .` runs on a machine without a compiler, made reproducible here with
+    # an unusable one (CC=/bin/false).
+    root = _tree_without_extension(tmp_path)
+    result = _build_in_place(root, CC="/bin/false")
+    assert result.returncode == 0, result.stderr
+    assert "could not be built" in result.stderr
+    assert _built(root) == []
+    # The package works from that tree, on the pure-Python path.
+    check = subprocess.run(
+        [sys.executable, "-c", "from wsclient import frames; print(frames.MASK_IMPLEMENTATION)"],
+        cwd=root, env=_env_for(root), capture_output=True, text=True, timeout=60,
+    )
+    assert check.stdout.strip() == "python", check.stderr
+
+
+def test_build_required_by_the_switch_fails_without_a_compiler(tmp_path: Path) -> None:
+    root = _tree_without_extension(tmp_path)
+    result = _build_in_place(root, CC="/bin/false", WSCLIENT_SPEEDUPS="1")
+    assert result.returncode != 0
+    assert _built(root) == []
+
+
+def test_build_with_the_compiler_produces_the_extension(tmp_path: Path) -> None:
+    import shutil
+
+    found = shutil.which("cc") or shutil.which("gcc")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("no C compiler: .ci/install-speedups.sh must install one")
+        pytest.skip("no C compiler")
+    root = _tree_without_extension(tmp_path)
+    result = _build_in_place(root)
+    assert result.returncode == 0, result.stderr
+    assert len(_built(root)) == 1
+    check = subprocess.run(
+        [sys.executable, "-c", "from wsclient import frames; print(frames.MASK_IMPLEMENTATION)"],
+        cwd=root, env=_env_for(root), capture_output=True, text=True, timeout=60,
+    )
+    assert check.stdout.strip() == "c", check.stderr
