@@ -215,7 +215,8 @@ MASK_IMPLEMENTATION = "python" if c_mask is None else "c"
 #: (RFC 6455 section 5.3). ``data`` is any bytes-like object; the result is always ``bytes``.
 #: Masking is its own inverse, so this also unmasks. It is the C function itself when the
 #: accelerator is in use (a Python wrapper around it would cost as much as masking a small
-#: payload), else the pure-Python one; both accept the same inputs and give the same bytes.
+#: payload), else the pure-Python one; both give the same bytes for the same inputs (the C
+#: one also refuses a key that is not 4 bytes with ``ValueError``).
 mask_payload: MaskFunction = _py_mask_payload if c_mask is None else c_mask
 
 
