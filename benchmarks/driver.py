@@ -86,7 +86,7 @@ def open_websockets(url: str, big: bool, compress: bool = False) -> Conn:
 
 
 def open_wsclient(url: str, big: bool, compress: bool = False) -> Conn:
-    """wsclient: ``wsclient.connect`` (API.md), compression off unless ``compress``."""
+    """wsclient: ``wsclient.connect``, compression off unless ``compress``."""
     import wsclient
 
     options: dict[str, Any] = {"compression": "deflate" if compress else None}
