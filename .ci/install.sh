@@ -38,3 +38,4 @@ bash .ci/install-test-peers.sh
 bash .ci/install-proxies.sh
 bash .ci/install-workers.sh
 bash .ci/install-kerberos.sh
+bash .ci/install-speedups.sh

@@ -29,11 +29,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.cells import CELLS, Cell, binary_payload, message_pool, text_payload
+from benchmarks.cells import (
+    BATCH,
+    CELLS,
+    WSCLIENT_PY,
+    Cell,
+    binary_payload,
+    message_pool,
+    text_payload,
+)
 
 __all__ = ["OPENERS", "Conn", "main"]
 
 BIG_LIMIT = 32 << 20
+#: How long the scale cell waits for every connection's last message before it fails.
+SCALE_WAIT = 120.0
 
 
 @dataclass
@@ -46,6 +56,10 @@ class Conn:
     close: Callable[[], Any]
     #: The negotiated extensions as the library reports them ("" for none).
     extensions: str = ""
+    #: The library's call that sends several messages in one write, if it has one.
+    send_many: Callable[[Any], Any] | None = None
+    #: The library's connection object itself (the scale cells register listeners on it).
+    raw: Any = None
 
 
 def open_websocket_client(url: str, big: bool, compress: bool = False) -> Conn:
@@ -55,7 +69,7 @@ def open_websocket_client(url: str, big: bool, compress: bool = False) -> Conn:
     if compress:
         raise ValueError("websocket-client has no permessage-deflate")
     ws = websocket.create_connection(url)
-    return Conn(ws.send, ws.send_binary, ws.recv, ws.close)
+    return Conn(ws.send, ws.send_binary, ws.recv, ws.close, raw=ws)
 
 
 def open_websockets(url: str, big: bool, compress: bool = False) -> Conn:
@@ -68,11 +82,11 @@ def open_websockets(url: str, big: bool, compress: bool = False) -> Conn:
         options["max_size"] = BIG_LIMIT
     ws = connect(url, **options)
     extensions = ", ".join(repr(e) for e in ws.protocol.extensions)
-    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions)
+    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions, raw=ws)
 
 
 def open_wsclient(url: str, big: bool, compress: bool = False) -> Conn:
-    """wsclient: ``wsclient.connect`` (API.md), compression off unless ``compress``."""
+    """wsclient: ``wsclient.connect``, compression off unless ``compress``."""
     import wsclient
 
     options: dict[str, Any] = {"compression": "deflate" if compress else None}
@@ -81,14 +95,27 @@ def open_wsclient(url: str, big: bool, compress: bool = False) -> Conn:
         options["max_received_message_size"] = BIG_LIMIT
     ws = wsclient.connect(url, **options)
     extensions = ", ".join(repr(e) for e in ws.extensions)
-    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions)
+    return Conn(ws.send, ws.send, ws.recv, ws.close, extensions, getattr(ws, "send_many", None), ws)
+
+
+def open_wsclient_py(url: str, big: bool, compress: bool = False) -> Conn:
+    """wsclient with its pure-Python masking: ``WSCLIENT_SPEEDUPS=0`` before the import."""
+    os.environ["WSCLIENT_SPEEDUPS"] = "0"
+    return open_wsclient(url, big, compress)
 
 
 OPENERS: dict[str, Callable[..., Conn]] = {
     "websocket-client": open_websocket_client,
     "websockets": open_websockets,
     "wsclient": open_wsclient,
+    WSCLIENT_PY: open_wsclient_py,
 }
+
+
+def masking_in_use() -> str | None:
+    """``"c"`` or ``"python"`` once wsclient is imported in this process, else ``None``."""
+    frames = sys.modules.get("wsclient.frames")
+    return getattr(frames, "MASK_IMPLEMENTATION", None)
 
 
 class _Clock:
@@ -170,8 +197,13 @@ def cell_recv(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
     return {"messages": n, "payload_bytes": n * cell.size}
 
 
-def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
-    """Send ``n`` messages, then wait for the server's ``done``."""
+def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock, lib: str = "") -> dict[str, Any]:
+    """Send ``n`` messages, then wait for the server's ``done``.
+
+    Batched cells hand :data:`BATCH` messages at a time to the library's ``send_many``;
+    websocket-client and websockets have no such call and send one by one. wsclient without
+    ``send_many`` (before batching lands) fails the cell rather than measure the plain loop.
+    """
     payload: Any
     send: Callable[[Any], Any]
     if cell.opcode == "text":
@@ -179,6 +211,24 @@ def cell_send(cell: Cell, n: int, conn: Conn, clock: _Clock) -> dict[str, Any]:
     else:
         payload, send = binary_payload(cell.size), conn.send_binary
     recv = conn.recv
+    send_many = conn.send_many if cell.batched else None
+    if cell.batched and send_many is None and lib.startswith("wsclient"):
+        conn.close()
+        raise NotImplementedError("wsclient has no send_many yet: the batched cell is a placeholder")
+    if send_many is not None:
+        batch = [payload] * BATCH
+        whole, rest = divmod(n, BATCH)
+        clock.start()
+        for _ in range(whole):
+            send_many(batch)
+        if rest:
+            send_many(batch[:rest])
+        reply = recv()
+        clock.stop()
+        if reply != "done":
+            raise AssertionError(f"expected 'done', got {reply!r}")
+        conn.close()
+        return {"messages": n, "payload_bytes": n * cell.size}
     clock.start()
     for _ in range(n):
         send(payload)
@@ -303,6 +353,144 @@ def cell_idle(opener: Callable[[str, bool], Conn], url: str, n: int) -> dict[str
     }
 
 
+def _raise_nofile_limit() -> None:
+    from benchmarks.server import raise_nofile_limit
+
+    raise_nofile_limit()
+
+
+class _Countdown:
+    """Counts connections that received everything; ``wait`` until all did."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.bad = 0
+
+    def finished(self, ok: bool) -> None:
+        with self.lock:
+            self.left -= 1
+            if not ok:
+                self.bad += 1
+            if self.left == 0:
+                self.done.set()
+
+
+def _consume_with_listener(conn: Conn, per: int, expected: bytes, countdown: _Countdown) -> None:
+    """wsclient: a ``message`` listener on the connection's own reader thread (no extra thread)."""
+    seen = 0
+
+    def on_message(data: Any) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == per:
+            countdown.finished(data == expected)
+
+    conn.raw.on("message", on_message)
+
+
+def _consume_with_thread(conn: Conn, per: int, expected: bytes,
+                         countdown: _Countdown) -> threading.Thread:
+    """websocket-client, websockets: one consumer thread per connection calling ``recv()``."""
+
+    def consume() -> None:
+        recv = conn.recv
+        data = None
+        try:
+            for _ in range(per):
+                data = recv()
+        finally:
+            countdown.finished(data == expected)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    return thread
+
+
+def cell_scale(lib: str, opener: Callable[[str, bool], Conn], url: str, conns: int, per: int,
+               size: int, clock: _Clock) -> dict[str, Any]:
+    """``conns`` connections at once, each receiving ``per`` binary messages concurrently.
+
+    Opening all of them is timed on its own; RSS and threads are read once every connection
+    is open and its consumer is in place (wsclient: a ``message`` listener; the others: one
+    thread per connection in ``recv()``, the usual way to serve many connections with them);
+    the timed part runs from the first ``go`` to the last connection's last message.
+    """
+    _raise_nofile_limit()
+    expected = binary_payload(size)
+    opener(url, False).close()  # warm-up: lazy imports, shared threads
+    _settle()
+    rss0 = _proc_status("VmRSS")
+    threads0 = _proc_status("Threads")
+    t0 = time.perf_counter()
+    opened = [opener(url, False) for _ in range(conns)]
+    open_seconds = time.perf_counter() - t0
+    countdown = _Countdown(conns)
+    threads: list[threading.Thread] = []
+    for conn in opened:
+        if lib.startswith("wsclient"):
+            _consume_with_listener(conn, per, expected, countdown)
+        else:
+            threads.append(_consume_with_thread(conn, per, expected, countdown))
+    _settle()
+    rss1 = _proc_status("VmRSS")
+    threads1 = _proc_status("Threads")
+    clock.start()
+    for conn in opened:
+        conn.send_text("go")
+    finished = countdown.done.wait(SCALE_WAIT)
+    clock.stop()
+    if not finished:  # main() exits at once: no closing a thousand stuck connections
+        raise AssertionError(f"{countdown.left} of {conns} connections did not get every "
+                             f"message within {SCALE_WAIT:.0f} s")
+    if countdown.bad:
+        raise AssertionError(f"{countdown.bad} connections got a wrong last message")
+    for conn in opened:
+        conn.close()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {
+        "messages": conns * per,
+        "payload_bytes": conns * per * size,
+        "connections": conns,
+        "open_seconds": open_seconds,
+        "rss_kib_per_conn": (rss1 - rss0) / conns,
+        "threads_per_conn": (threads1 - threads0) / conns,
+    }
+
+
+def cell_storm(opener: Callable[[str, bool], Conn], url: str, n: int, workers: int,
+               clock: _Clock) -> dict[str, Any]:
+    """``workers`` threads open and close ``n`` connections between them, all at once."""
+    _raise_nofile_limit()
+    opener(url, False).close()
+    errors: list[BaseException] = []
+    gate = threading.Barrier(workers + 1)
+
+    def work(share: int) -> None:
+        gate.wait()
+        try:
+            for _ in range(share):
+                opener(url, False).close()
+        except BaseException as exc:  # reported after the join
+            errors.append(exc)
+
+    shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    pool = [threading.Thread(target=work, args=(share,)) for share in shares]
+    for thread in pool:
+        thread.start()
+    clock.start()
+    gate.wait()
+    for thread in pool:
+        thread.join()
+    clock.stop()
+    if errors:
+        raise AssertionError(f"{len(errors)} opening thread(s) failed: {errors[0]!r}")
+    return {"messages": n, "payload_bytes": 0, "threads": workers}
+
+
 def _handshake_request(host: str, port: int, path: str) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
@@ -343,7 +531,7 @@ def cell_raw(cell: Cell, n: int, url: str, clock: _Clock) -> dict[str, Any]:
 
 
 def run(lib: str, cell: Cell, url: str, n: int, profile: str | None,
-        compress: bool = False) -> dict[str, Any]:
+        compress: bool = False, connections: int = 0) -> dict[str, Any]:
     """Run one cell with one library; the result dict is what ``RESULT`` prints.
 
     ``compress``: offer permessage-deflate (the compression cells); the result then records
@@ -367,12 +555,25 @@ def run(lib: str, cell: Cell, url: str, n: int, profile: str | None,
             return cell_idle(opener, url, n)
         if cell.kind == "connect":
             result = cell_connect(opener, url, n, clock)
+        elif cell.kind == "scale":
+            result = cell_scale(lib, opener, url, connections or cell.connections, n, cell.size, clock)
+        elif cell.kind == "storm":
+            result = cell_storm(opener, url, n, cell.threads, clock)
         else:
-            body = {"recv": cell_recv, "send": cell_send, "echo": cell_echo}[cell.kind]
-            result = body(cell, n, opener(url, cell.big), clock)
+            conn = opener(url, cell.big)
+            if cell.kind == "send":
+                result = cell_send(cell, n, conn, clock, lib)
+            else:
+                body = {"recv": cell_recv, "echo": cell_echo}[cell.kind]
+                result = body(cell, n, conn, clock)
     clock.dump()
     result["elapsed"] = clock.elapsed
     result["cpu"] = clock.cpu
+    masking = masking_in_use()
+    if masking is not None:
+        result["masking"] = masking
+        if lib == WSCLIENT_PY and masking != "python":
+            raise AssertionError(f"{WSCLIENT_PY} ran with {masking} masking")
     return result
 
 
@@ -385,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, help="override the cell's count")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", help="write merged cProfile stats of all threads here")
+    parser.add_argument("--connections", type=int, default=0,
+                        help="simultaneous connections of a scale cell (default: the cell's)")
     parser.add_argument("--compress", action="store_true",
                         help="offer permessage-deflate (compression cells only)")
     args = parser.parse_args(argv)
@@ -393,13 +596,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.compress and not cell.compression:
             raise ValueError(f"--compress needs a compression cell, not {cell.name}")
-        result = run(args.lib, cell, args.url, n, args.profile, args.compress)
+        result = run(args.lib, cell, args.url, n, args.profile, args.compress, args.connections)
     except Exception as exc:  # reported to the runner, which keeps going
         sys.stdout.write("ERROR " + json.dumps(f"{type(exc).__name__}: {exc}") + "\n")
         sys.stdout.flush()
+        if cell.kind in ("scale", "storm"):
+            # A failed scale cell can leave a thousand connections with their (non-daemon)
+            # library threads behind: exiting normally would wait for all of them.
+            os._exit(1)
         sys.exit(1)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
+    if cell.kind in ("scale", "storm"):
+        os._exit(0)
 
 
 if __name__ == "__main__":

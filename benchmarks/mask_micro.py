@@ -8,7 +8,8 @@ counts, which keeps the comparison fair on a shared, noisy machine.
     python benchmarks/mask_micro.py --sizes 16 16384 --budget 2
     python benchmarks/mask_micro.py --methods wsclient translate4 --tables
 
-``wsclient`` is the library's ``mask_payload``; the others are the alternatives it was chosen
+``wsclient`` is the library's ``mask_payload`` (``wsclient_c`` the C accelerator when it is
+built, ``wsclient_py`` the pure-Python fallback); the others are the alternatives it was chosen
 from. ``--tables`` adds the per-lane lookup-table methods (they build about 4.5 MiB and
 17 MiB of precomputed integers first).
 """
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from itertools import cycle, repeat
 from operator import xor
 
-from wsclient.frames import mask_payload
+from wsclient.frames import _py_mask_payload, c_mask, mask_payload
 
 MIB = 1 << 20
 Masker = Callable[[bytes, bytes], bytes]
@@ -155,6 +156,7 @@ def u64_map(data: bytes, key: bytes) -> bytes:
 
 BASE_METHODS: dict[str, Masker] = {
     "wsclient": mask_payload,
+    "wsclient_py": _py_mask_payload,
     "translate4": translate4,
     "bigint_bytes": bigint_bytes_stream,
     "bigint_repunit": bigint_repunit,
@@ -167,6 +169,8 @@ BASE_METHODS: dict[str, Masker] = {
     "u64_map": u64_map,
     "reference": reference,
 }
+if c_mask is not None:
+    BASE_METHODS["wsclient_c"] = c_mask
 
 
 def _calibrate(fn: Masker, data: bytes, key: bytes, slice_s: float) -> int:

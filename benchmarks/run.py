@@ -43,7 +43,9 @@ from benchmarks.cells import (
     DEFAULT_CELLS,
     DEFLATE,
     LIBRARIES,
+    PURE_PYTHON_SEND_16M_TARGET,
     REFERENCE,
+    WSCLIENT_PY,
     Cell,
     X,
     split_variant,
@@ -96,9 +98,11 @@ class Runner:
         return ["taskset", "-c", str(cpu), *argv] if self.pin else argv
 
     def _server_argv(self, cell: Cell, n: int) -> list[str]:
-        mode = {"connect": "handshake"}.get(cell.kind, cell.kind)
+        mode = {"connect": "handshake", "scale": "recv", "storm": "idle"}.get(cell.kind, cell.kind)
         argv = [sys.executable, "-m", "benchmarks.server", "--mode", mode,
                 "--opcode", cell.opcode, "--size", str(cell.size), "--count", str(n)]
+        if cell.kind == "scale":
+            argv.append("--threaded")
         if cell.payload != "fixed":
             argv += ["--payload", cell.payload]
         if cell.compression:  # the same server for both runs: the client's offer decides
@@ -124,6 +128,8 @@ class Runner:
                     "--cell", cell.name, "--url", url, "--count", str(n)]
             if compress:
                 argv.append("--compress")
+            if cell.kind == "scale":
+                argv += ["--connections", str(cell.conns(self.quick))]
             if self.profile_dir is not None:
                 argv += ["--profile", str(self.profile_dir / f"{lib}-{cell.name}.prof")]
             command = self._pinned(self.client_cpu, argv)
@@ -308,6 +314,9 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
          f"pinning: {meta['pinning']}; load average before/after: "
          f"{meta['load_before']} / {meta['load_after']}; wall time {meta['wall']:.0f} s."),
     ]
+    masking = sorted({m.result["masking"] for m in ms if m.lib == "wsclient" and m.result.get("masking")})
+    if masking:
+        lines[-1] += f" wsclient masking: {', '.join(masking)}."
     if any(c.kind != "idle" for c in cells):
         lines += [
             "",
@@ -327,6 +336,11 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
             lines.append(f"| … as % of a raw socket (raw = "
                          f"{_fmt_ratio(_ratios(ms, cell.name, 'raw', REFERENCE))}) | ≥ 90 % | "
                          + " | ".join(raw_row) + " |")
+        if WSCLIENT_PY in cell.extras and WSCLIENT_PY in meta["extras"]:
+            py_row = [_fmt_ratio(_ratios(ms, cell.name, WSCLIENT_PY, REFERENCE))
+                      if lib == "wsclient" else "—" for lib in others]
+            lines.append(f"| … wsclient with pure-Python masking (`WSCLIENT_SPEEDUPS=0`) | "
+                         f"{PURE_PYTHON_SEND_16M_TARGET} | " + " | ".join(py_row) + " |")
     if any(m.result.get("cpu") for m in ms if not CELLS[m.cell].compression):
         lines += ["", f"### Ratio of client CPU time to {REFERENCE} (same round; median, "
                       f"min{DASH}max): less disturbed by other load on the machine, blind to "
@@ -337,6 +351,10 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
             if cell.kind != "idle":
                 row = [_fmt_ratio(_ratios(ms, cell.name, lib, REFERENCE, "cpu")) for lib in others]
                 lines.append(f"| {cell.title} | " + " | ".join(row) + " |")
+            if WSCLIENT_PY in cell.extras and WSCLIENT_PY in meta["extras"]:
+                py_row = [_fmt_ratio(_ratios(ms, cell.name, WSCLIENT_PY, REFERENCE, "cpu"))
+                          if lib == "wsclient" else "—" for lib in others]
+                lines.append("| … wsclient with pure-Python masking | " + " | ".join(py_row) + " |")
     idle = [c for c in cells if c.kind == "idle"]
     if idle:
         lines += ["", "### Idle connections (median over rounds)", "",
@@ -352,6 +370,25 @@ def render(ms: list[Measurement], meta: dict[str, Any]) -> str:
                 threads = _median([r["threads_per_conn"] for r in idle_results])
                 lines.append(f"| {cell.title} | {lib} | {rss:.1f} | {traced:.1f} | "
                              f"{threads:.2f} |")
+    scale = [c for c in cells if c.kind in ("scale", "storm")]
+    if scale:
+        lines += ["", "### Many connections (median over rounds)", "",
+                  ("| cell | library | open all (s) | messages/s (scale) or opens/s (storm) | "
+                   "RSS KiB / conn | threads / conn |"),
+                  "|---|---|---|---|---|---|"]
+        for cell in scale:
+            for lib in libs:
+                found = [m.result for m in by.get((cell.name, lib), []) if m.result.get("elapsed")]
+                if not found:
+                    continue
+                per_second = _median([r["messages"] / r["elapsed"] for r in found])
+                if cell.kind == "scale":
+                    opened_s = f"{_median([r['open_seconds'] for r in found]):.2f}"
+                    rss_s = f"{_median([r['rss_kib_per_conn'] for r in found]):.1f}"
+                    threads_s = f"{_median([r['threads_per_conn'] for r in found]):.2f}"
+                else:
+                    opened_s = rss_s = threads_s = "—"
+                lines.append(f"| {cell.title} | {lib} | {opened_s} | {per_second:,.0f} | {rss_s} | {threads_s} |")
     if cells:
         lines += ["", "### Absolute numbers (median over rounds; spread = (max - min) / median)", "",
                   ("| cell | library | time (s) | spread | messages/s | MiB/s | µs / message | "
@@ -398,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, help="override every cell's count (profiling)")
     parser.add_argument("--py-spy-rate", type=int, default=1000, help="samples per second")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw-socket baseline")
+    parser.add_argument("--no-pure", action="store_true",
+                        help=f"skip {WSCLIENT_PY} (wsclient with pure-Python masking) in send-16m")
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -419,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     profiling = args.profile_dir is not None or args.py_spy_dir is not None
     if REFERENCE not in libs and not profiling:  # a profiling pass needs no reference
         libs.insert(0, REFERENCE)
-    extras = [] if args.no_raw else ["raw"]
+    extras = ([] if args.no_raw else ["raw"]) + ([] if args.no_pure else [WSCLIENT_PY])
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     for directory in (args.profile_dir, args.py_spy_dir):
         if directory is not None:

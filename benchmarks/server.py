@@ -17,6 +17,10 @@ stays off for every client of the issue-5 cells), then serves one of these modes
 ``idle``
     like ``handshake``, one thread per connection, for many open connections at once.
 
+With ``--threaded`` every mode serves each connection on its own thread (``idle`` always
+does), for the scale cells of issue 12: ``recv --threaded`` then feeds a thousand clients at
+once, each after its own ``go``. The open-file limit is raised to the hard limit at start.
+
 With ``--deflate`` (the compression cells of issue 4) the server accepts a client's
 permessage-deflate offer (RFC 7692) and then, in ``recv`` mode, writes messages that were
 compressed once, in order, by one zlib compressor with a sync flush per message (context
@@ -55,7 +59,7 @@ from typing import Any
 
 from benchmarks.cells import Cell, binary_payload, message_pool, text_payload
 
-__all__ = ["main", "serialize_frame"]
+__all__ = ["main", "raise_nofile_limit", "serialize_frame"]
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLOSE_1000 = b"\x88\x02\x03\xe8"
@@ -537,6 +541,20 @@ def _handle(sock: socket.socket, args: argparse.Namespace, stats: _Stats,
         stats.end(written, peer.received)
 
 
+def raise_nofile_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, print ``PORT``, serve until SIGTERM, print ``STATS``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -549,9 +567,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--payload", choices=("fixed", "json", "jsonl"), default="fixed",
                         help="one repeated payload, or a cycled pool (cells.message_pool)")
+    parser.add_argument("--threaded", action="store_true",
+                        help="one thread per connection (the scale cells)")
     parser.add_argument("--deflate", action="store_true",
                         help="accept permessage-deflate when the client offers it")
     args = parser.parse_args(argv)
+    threaded = args.mode == "idle" or args.threaded
+    raise_nofile_limit()
+    if threaded:
+        # A thousand server threads: small stacks (the frame loop is shallow).
+        threading.stack_size(256 << 10)
 
     chunks: list[tuple[bytes, int]] = []
     if args.mode == "recv" and args.payload == "fixed" and not args.deflate:
@@ -569,13 +594,13 @@ def main(argv: list[str] | None = None) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((args.host, args.port))
-    listener.listen(512)
+    listener.listen(4096)  # the scale cells open up to 1000 connections at once
     sys.stdout.write(f"PORT {listener.getsockname()[1]}\n")
     sys.stdout.flush()
     try:
         while True:
             sock, _ = listener.accept()
-            if args.mode == "idle":
+            if threaded:
                 threading.Thread(target=_handle, args=(sock, args, stats, chunks),
                                  daemon=True).start()
             else:

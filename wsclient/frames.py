@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -140,12 +141,8 @@ def _as_flat_bytes(data: bytearray | memoryview) -> bytes | bytearray | memoryvi
     return data
 
 
-def mask_payload(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte masking ``key`` (RFC 6455 section 5.3); returns ``bytes``.
-
-    No per-byte Python loop (see the comment above for the method). Masking is its own
-    inverse, so this also unmasks.
-    """
+def _py_mask_payload(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    """The pure-Python ``mask_payload`` (the fallback when the C accelerator is absent)."""
     if data.__class__ is not bytes:
         data = _as_flat_bytes(data)  # type: ignore[arg-type]
     n = len(data)
@@ -181,6 +178,46 @@ def _mask_chunks(data: bytes | bytearray | memoryview, key: bytes, n: int) -> by
         tail = from_bytes(data[whole:], "little") ^ from_bytes(stream[:rest], "little")
         parts.append(tail.to_bytes(rest, "little"))
     return b"".join(parts)
+
+
+# --- choosing the implementation --------------------------------------------------------------
+#
+# The optional C extension ``wsclient._speedups`` (built at install when a compiler is there)
+# masks 8 bytes at a time at memory speed; see docs/benchmarks.md. The environment variable
+# WSCLIENT_SPEEDUPS forces the choice: ``0`` always uses pure Python, ``1`` requires the C
+# extension (ImportError when it is missing), anything else uses it when it is there.
+
+MaskFunction = Callable[[bytes | bytearray | memoryview, bytes], bytes]
+
+
+def _load_c_mask() -> MaskFunction | None:
+    setting = os.environ.get("WSCLIENT_SPEEDUPS", "").strip()
+    if setting == "0":
+        return None
+    try:
+        from wsclient._speedups import mask
+    except ImportError as exc:
+        if setting == "1":
+            raise ImportError(
+                "WSCLIENT_SPEEDUPS=1 requires the C extension wsclient._speedups, which is not "
+                "built (reinstall wsclient with a C compiler and the Python headers available)"
+            ) from exc
+        return None
+    return mask
+
+
+#: The C ``mask`` when the accelerator is in use, else ``None``.
+c_mask: MaskFunction | None = _load_c_mask()
+#: Which implementation ``mask_payload`` is: ``"c"`` or ``"python"``.
+MASK_IMPLEMENTATION = "python" if c_mask is None else "c"
+
+#: ``mask_payload(data, key) -> bytes``: XOR ``data`` with the 4-byte masking ``key``
+#: (RFC 6455 section 5.3). ``data`` is any bytes-like object; the result is always ``bytes``.
+#: Masking is its own inverse, so this also unmasks. It is the C function itself when the
+#: accelerator is in use (a Python wrapper around it would cost as much as masking a small
+#: payload), else the pure-Python one; both give the same bytes for the same inputs (the C
+#: one also refuses a key that is not 4 bytes with ``ValueError``).
+mask_payload: MaskFunction = _py_mask_payload if c_mask is None else c_mask
 
 
 _pack_short = struct.Struct("!BBH").pack

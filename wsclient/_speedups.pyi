@@ -1,0 +1,3 @@
+"""Type stub of the optional C accelerator (wsclient/_speedups.c)."""
+
+def mask(data: bytes | bytearray | memoryview, key: bytes, /) -> bytes: ...
