@@ -660,6 +660,8 @@ class WebSocketConnection(EventEmitter):
                 self._unpark()
                 if not self._flush_close(bound):
                     self._abort_socket()
+                if self._protocol.close_sent is not None:
+                    self._inbox.close()  # both close frames crossed: recv() can raise now
                 self._arm_close_timer()  # for the TCP close, even if no echo was due
             elif t is Failure:
                 logger.debug("protocol failure: %s", ev.error)
