@@ -618,6 +618,10 @@ class WebSocketConnection(EventEmitter):
                     if proto.eof:
                         break
                     events = readpath.read(whole=True)
+                    if events and self._direct and self._inbox.has_getters and not self._listeners:
+                        # A consumer waits in recv(): once served it reads the next
+                        # messages itself, so step aside (see _read_direct).
+                        self._park_until = time.monotonic() + _PARK
                     # Handled under the read lock, so that a consumer reading directly
                     # cannot queue later messages before these.
                     if events:
