@@ -60,6 +60,8 @@ _STALL_POLL = 0.25
 # How long a sender waits for the send lock between looks at whether the connection ended.
 _SEND_LOCK_POLL = 0.1
 
+# _read_direct read something, but no message to return.
+_READ_SOMETHING: Any = object()
 # Connections of this process, for the fork handler (weak: never keeps one alive).
 _live: weakref.WeakSet[WebSocketConnection] = weakref.WeakSet()
 
@@ -491,7 +493,7 @@ class WebSocketConnection(EventEmitter):
             self._failure_reached()
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-        if threading.current_thread() is self._reader:
+        if threading.get_ident() == self._reader.ident:
             raise RuntimeError("recv() cannot wait on the reader thread (it was called from a listener)")
         if not self._reader_state:
             self._ensure_reader(force=True)
@@ -509,11 +511,13 @@ class WebSocketConnection(EventEmitter):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._can_read_directly() and self._read_lock.acquire(blocking=False):
                 try:
-                    read = self._read_direct(left)
+                    got = self._read_direct(left)
                 finally:
                     self._read_lock.release()
-                if read:
-                    continue
+                if got is not None:
+                    if got is _READ_SOMETHING:
+                        continue
+                    return got  # type: ignore[no-any-return]
                 if left is not None and deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no message within {timeout} seconds")
             self._unpark()  # this consumer waits for the reader thread: it must read
@@ -538,31 +542,35 @@ class WebSocketConnection(EventEmitter):
             and not self._protocol.eof
         )
 
-    def _read_direct(self, timeout: float | None) -> bool:
+    def _read_direct(self, timeout: float | None) -> Any:
         """Read the socket on the consumer's thread (``_read_lock`` held): saves the
         thread hand-off per message (echo round trips, see docs/benchmarks.md).
 
-        Returns True when it read something (messages are in the inbox), False when the
-        socket had nothing within ``timeout`` or the stream ended (the reader thread
-        then finishes the connection).
+        Returns the first message read (the others go to the inbox), ``_READ_SOMETHING``
+        when the read brought no message (a partial frame, control frames: handled here),
+        or None when the socket had nothing within ``timeout`` or the stream ended (the
+        reader thread then finishes the connection).
         """
-        assert self._read_lock.locked()
         self._park_until = time.monotonic() + _PARK
         try:
             events = self._readpath.read(timeout, whole=timeout is None)
         except OSError:
-            events = None  # the reader thread reads the error again and ends the connection
-            self._unpark()
-            return False
+            self._unpark()  # the reader thread reads the error again and ends the connection
+            return None
         if events is None:
-            return False
-        if self._protocol.eof:
-            self._unpark()
-            return False
-        if events:
-            bound = self._config.close_timeout if timeout is None else timeout
-            self._handle(events, on_reader=False, bound=bound)
-        return True
+            return None
+        if not events:
+            if self._protocol.eof:
+                self._unpark()
+                return None
+            return _READ_SOMETHING
+        if not self._message_listeners and all(type(e) is str or type(e) is bytes for e in events):
+            if len(events) > 1:  # the common case needs no queue round trip
+                self._inbox.put(events[1:], wait=False)
+            return events[0]
+        bound = self._config.close_timeout if timeout is None else timeout
+        self._handle(events, on_reader=False, bound=bound)
+        return _READ_SOMETHING
 
     def _unpark(self) -> None:
         """Make the reader thread take the socket back now."""
