@@ -668,6 +668,8 @@ class WebSocketConnection(EventEmitter):
                 self._emit("pong", ev.data)
             elif t is Close:
                 logger.debug("peer closed: %s %r", ev.code, ev.reason)
+                # Known now (recv() may raise before the TCP close ends the connection).
+                self.close_code, self.close_reason = self._protocol.close_status((ev.code, ev.reason))
                 self._inbox.release()
                 self._unpark()
                 if not self._flush_close(bound):
