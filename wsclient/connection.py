@@ -565,10 +565,13 @@ class WebSocketConnection(EventEmitter):
                 self._unpark()
                 return None
             return _READ_SOMETHING
-        if not self._message_listeners and all(type(e) is str or type(e) is bytes for e in events):
-            if len(events) > 1:  # the common case needs no queue round trip
+        first = events[0]
+        if not self._message_listeners and (type(first) is str or type(first) is bytes):
+            if len(events) == 1:  # the common case needs no queue round trip
+                return first
+            if all(type(e) is str or type(e) is bytes for e in events):
                 self._inbox.put(events[1:], wait=False)
-            return events[0]
+                return first
         bound = self._config.close_timeout if timeout is None else timeout
         self._handle(events, on_reader=False, bound=bound)
         return _READ_SOMETHING

@@ -55,9 +55,11 @@ class Inbox:
         self._queue: deque[Any] = deque()
         self._getters = 0  # threads waiting in get()
         self._putter_waiting = False  # the putter waits for room
-        self._paused = False  # pause() called and not resumed
+        #: pause() called and not resumed (a plain attribute: read on every recv()).
+        self.paused = False
         self._released = False  # back-pressure off: put() never waits again
-        self._closed = False  # the stream ended: get() raises once empty
+        #: The stream ended: get() raises once the queue is empty.
+        self.closed = False
 
     # ------------------------------------------------------------------ consumer side
 
@@ -88,7 +90,7 @@ class Inbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not q:
-                if self._closed:
+                if self.closed:
                     raise InboxClosed()
                 left = None
                 if deadline is not None:
@@ -117,11 +119,6 @@ class Inbox:
     def has_getters(self) -> bool:
         """Whether a thread waits in :meth:`get`."""
         return self._getters > 0
-
-    @property
-    def closed(self) -> bool:
-        """Whether the stream ended (messages may still be queued)."""
-        return self._closed
 
     # ------------------------------------------------------------------ putter side
 
@@ -154,24 +151,20 @@ class Inbox:
     def pause(self) -> None:
         """Ask the reader to stop reading (see :meth:`wait_resumed`)."""
         with self._cond:
-            self._paused = True
+            self.paused = True
 
     def resume(self) -> None:
         """Undo :meth:`pause`."""
         with self._cond:
-            self._paused = False
+            self.paused = False
             self._cond.notify_all()
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     def wait_resumed(self) -> None:
         """Block while paused, until :meth:`resume`, :meth:`release` or :meth:`close`."""
-        if not self._paused:
+        if not self.paused:
             return
         with self._cond:
-            while self._paused and not self._released:
+            while self.paused and not self._released:
                 self._cond.wait()
 
     # ------------------------------------------------------------------ the end
@@ -187,5 +180,5 @@ class Inbox:
         """The stream ended: getters drain the queue, then get :class:`InboxClosed`."""
         with self._cond:
             self._released = True
-            self._closed = True
+            self.closed = True
             self._cond.notify_all()
