@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +106,17 @@ class _TimerThread:
 
 
 _timer = _TimerThread()
+
+
+def _reset_in_child() -> None:
+    # After fork() the child has no timer thread, but the parent's object says it has one
+    # (and its lock may be held): a fresh one starts when the child schedules a deadline.
+    global _timer
+    _timer = _TimerThread()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 def schedule(delay: float, callback: Callable[[], None]) -> Timer:

@@ -488,6 +488,7 @@ class WebSocketClient(EventEmitter):
                 assemble_fragments=config.assemble_fragments,
                 fragmentation_threshold=config.fragmentation_threshold if config.fragment_outgoing_messages else None,
                 deflate=deflate,
+                initial_data=handshake.trailing_data,
             )
             sock.settimeout(None)
             extensions = [(deflate.name, dict(deflate.params))] if deflate is not None else []
@@ -499,7 +500,6 @@ class WebSocketClient(EventEmitter):
                 response=handshake.response,  # type: ignore[arg-type]
                 subprotocol=subprotocol,
                 extensions=extensions,
-                trailing_data=handshake.trailing_data,
             )
         except BaseException:
             _shutdown(sock)

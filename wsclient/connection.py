@@ -1,34 +1,34 @@
-"""``WebSocketConnection``: an open WebSocket, its reader thread, sends, and the close.
+"""``WebSocketConnection``: the public surface of an open WebSocket and its thread wiring.
 
-This is the only module that owns threads (with :mod:`wsclient._timer`). The reader thread
-reads the socket, feeds :class:`~wsclient.protocol.Protocol`, writes what the protocol
-answers by itself (close echo, close after a failure) and dispatches events. Sends from any
-thread go through one send lock, so the frames of one message never interleave with
-another's.
+The parts live elsewhere: :mod:`wsclient.protocol` owns every protocol and closing state,
+:mod:`wsclient._readpath` is the one place that reads the socket, :mod:`wsclient.inbox` is
+the bounded message queue. This module wires them to one reader thread, the shared timer
+thread (:mod:`wsclient._timer`: close timeouts, keepalive) and the callers' threads.
 
-Reading the socket and feeding the protocol happen under ``_rlock``. On a plain socket a
-consumer waiting in ``recv()`` takes it and reads directly while the reader thread parks
-(``_PARK``), which saves a thread hand-off per message; anything but plain messages is handed
-back to the reader thread (``_pending``), so listeners only ever run there. The reader never
-parks while a consumer waits for it.
+Every wait has a bound (see docs/threads.md): writes that only the application makes wait
+for the send lock until the connection ends, writes the library makes by itself (pongs, the
+close echo, a failure's close frame, keepalive pings) wait at most ``close_timeout`` (the
+timer thread: not at all), and a write that cannot progress is ended by shutting the socket
+down (``drop()``, keepalive, or ``close()`` after ``close_timeout``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _timer
+from ._readpath import ReadPath, wait_writable
 from .events import EventEmitter
 from .exceptions import ConnectionClosed, ConnectionClosedError, closed_exception
 from .frames import Frame, encode_close_payload, is_valid_close_code
+from .inbox import FAILURE, Inbox, InboxClosed
 from .protocol import Close, Failure, Ping, Pong, Protocol, State
 
 if TYPE_CHECKING:
@@ -39,38 +39,32 @@ __all__ = ["WebSocketConnection"]
 
 logger = logging.getLogger("wsclient.connection")
 
-_RECV_SIZE = 1 << 16
-_WRITE_BATCH = 1 << 18
-_IOV_BATCH = 64  # pieces per sendmsg() call (well under IOV_MAX)
-# After a short read the next one asks for this much: an idle connection blocked in recv()
-# then holds a small buffer instead of 64 KiB.
-_SMALL_RECV_SIZE = 1 << 10
-# While the application is receiving, the reader thread leaves the socket to it for this
-# long (see recv()): pings and the peer's close are then handled at most this late when
-# nobody is in recv().
+#: Let a consumer waiting in ``recv()`` read a plain TCP socket itself (see
+#: :meth:`WebSocketConnection._read_direct`). Tests turn it off to check the other path.
+DIRECT_READS = True
+# While a consumer reads directly, the reader thread leaves the socket to it for this long
+# after its last read: pings and the peer's close are then handled at most this late when
+# nobody is in recv(). Direct reads save a thread hand-off per message: 10k echo round
+# trips of 16 B took 0.45-0.51 s with them and 0.83-1.01 s without (3 runs each, same
+# machine, DIRECT_READS on/off); this is the only place that decides them.
 _PARK = 0.05
-# The reader thread starts this long after the opening if nothing needed it earlier.
+# The reader thread starts this long after the opening if nothing needed it earlier, so a
+# connection opened and closed at once costs no thread (connect + close: its close then
+# runs on the caller's thread).
 _LAZY_START = 0.01
-# Queued after the messages that preceded a protocol failure (see _handle).
-_FAIL_MARK: Any = object()
-_BIG_RECV_SIZE = 1 << 22
+# Large writes go out in slices of this size so that keepalive sees progress on a slow but
+# live peer (a slice written is a sign of life).
+_WRITE_SLICE = 1 << 18
+_IOV_BATCH = 64  # pieces per sendmsg() call (well under IOV_MAX)
+# How often keepalive looks again while a blocked write keeps it from sending its ping.
+_STALL_POLL = 0.25
+# How long a sender waits for the send lock between looks at whether the connection ended.
+_SEND_LOCK_POLL = 0.1
 
-
-def _sendmsg_all(sock: socket.socket, pieces: list[bytes]) -> None:
-    """Write every piece, in order, with as few ``sendmsg`` calls as the kernel allows."""
-    views = [memoryview(p) for p in pieces]
-    i = 0
-    count = len(views)
-    while i < count:
-        sent = sock.sendmsg(views[i : i + _IOV_BATCH])
-        while sent:
-            size = len(views[i])
-            if sent >= size:
-                sent -= size
-                i += 1
-            else:
-                views[i] = views[i][sent:]
-                sent = 0
+# _read_direct read something, but no message to return.
+_READ_SOMETHING: Any = object()
+# Connections of this process, for the fork handler (weak: never keeps one alive).
+_live: weakref.WeakSet[WebSocketConnection] = weakref.WeakSet()
 
 
 def _check_close_args(code: Any, reason: Any) -> None:
@@ -84,13 +78,32 @@ def _check_close_args(code: Any, reason: Any) -> None:
     encode_close_payload(code, reason)  # the reason: at most 123 bytes of UTF-8
 
 
-def _readable(sock: Any, timeout: float) -> bool:
-    """Wait until ``sock`` is readable (poll, so that any file descriptor number works)."""
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(max(1, int(timeout * 1000 + 0.999))))
-    return bool(select.select([sock], [], [], timeout)[0])
+def _sendmsg_all(sock: socket.socket, pieces: list[bytes], progress: Callable[[], None]) -> None:
+    """Write every piece, in order, with as few ``sendmsg`` calls as the kernel allows."""
+    views = [memoryview(p) for p in pieces]
+    i = 0
+    count = len(views)
+    while i < count:
+        sent = sock.sendmsg(views[i : i + _IOV_BATCH])
+        progress()
+        while sent:
+            size = len(views[i])
+            if sent >= size:
+                sent -= size
+                i += 1
+            else:
+                views[i] = views[i][sent:]
+                sent = 0
+
+
+def _raw_socket(sock: Any) -> Any:
+    """The OS-level socket under a TLS or proxy stream wrapper (for the fork child)."""
+    while not isinstance(sock, socket.socket):
+        inner = getattr(sock, "_sock", None)
+        if inner is None:
+            break
+        sock = inner
+    return sock
 
 
 class WebSocketConnection(EventEmitter):
@@ -115,7 +128,6 @@ class WebSocketConnection(EventEmitter):
         response: Response,
         subprotocol: str | None,
         extensions: list[tuple[str, dict[str, Any]]],
-        trailing_data: bytes = b"",
     ) -> None:
         super().__init__()
         self._sock = sock
@@ -132,40 +144,47 @@ class WebSocketConnection(EventEmitter):
             self.remote_address = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
-        self._trailing = trailing_data
 
+        # Serialises writes to the socket, so that the frames of one message never
+        # interleave with another's; held across sendall (see _lock_send for the bounds).
         self._send_lock = threading.Lock()
+        # Guards the protocol's closing state: held around receive_data and every closing
+        # call (send_close, fail, data_to_send), never across I/O.
+        self._proto_lock = threading.Lock()
+        # One reader of the socket at a time (the read path): the reader thread, a
+        # consumer reading directly, or a close on the caller's thread; held across recv.
+        self._read_lock = threading.Lock()
+        # Serialises close() calls: a second one waits for the first.
         self._close_lock = threading.Lock()
-        self._queue: deque[str | bytes] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._waiting = False  # a consumer waits in recv()
-        self._reader_blocked = False  # the reader waits for queue space
-        self._max_queue = config.max_queue
-        self._closing = False  # close()/drop() called or the peer closed: no back-pressure
-        self._finished = False  # the reader ended; close_code is set
-        self._paused = False  # pause() called: the reader waits on _cond
-        self._message_listeners: list[Any] = []
-        self._drop: tuple[int, str] | None = None
-        self._close_timer: _timer.Timer | None = None
-        self._ping_deadline_timer: _timer.Timer | None = None
-        self._keepalive_payload: bytes | None = None
-        self._timers: list[_timer.Timer] = []
-        self._can_dontwait = isinstance(sock, socket.socket) and not hasattr(sock, "cipher")
-        # Reading the socket and feeding the protocol happen under _rlock: normally on the
-        # reader thread, but on a plain socket a consumer waiting in recv() reads directly,
-        # which saves a thread hand-off per message (see recv()).
-        self._rlock = threading.Lock()
-        self._direct = type(sock) is socket.socket
-        self._park_until = 0.0
-        self._pending: list[list[Any]] = []  # batches read by a consumer, for the reader
-        self._recv_size = _SMALL_RECV_SIZE
-        self._after_big = False
+        # Guards _reader_state (starting the reader thread, or claiming its work instead).
         self._start_lock = threading.Lock()
+        # Guards _park_until: the reader thread waits on it while a consumer reads directly.
+        self._park = threading.Condition(threading.Lock())
+
+        self._inbox = Inbox(config.max_queue)
+        self._readpath = ReadPath(sock, protocol, self._proto_lock, self._inbox)
+        self._direct = DIRECT_READS and self._readpath.plain
+        self._park_until = 0.0
+        self._message_listeners: list[Any] = []
         self._reader_state = 0  # 0: not started, 1: started, 2: never (closed inline)
         self._opened = False  # _start() was called
+        self._aborted = False  # the socket was shut down (drop, keepalive, close fallback)
+        self._finished = False  # the connection ended; close_code is set
+        self._inherited = False  # this process is a fork child of the connection's owner
+        self._timers: list[_timer.Timer] = []
+        self._close_timer: _timer.Timer | None = None
+        # Keepalive (timer thread): progress counters bumped by writes and pongs.
+        self._writes = 0
+        self._pongs = 0
+        self._ping_payload: bytes | None = None
+        self._ping_sent = 0.0
+        self._next_ping = 0.0
+        self._progress_seen = -1
+        self._progress_at = 0.0
         self._reader = threading.Thread(
             target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True
         )
+        _live.add(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,19 +193,22 @@ class WebSocketConnection(EventEmitter):
 
         The reader thread starts on first use (``recv()``, a listener, ``pause()``) or
         ``_LAZY_START`` seconds after the opening, whichever comes first, so that a
-        connection that is opened and closed at once costs no thread: its close runs on
-        the caller's thread.
+        connection that is opened and closed at once costs no thread.
         """
         self._opened = True
-        if self._message_listeners or any(self._listeners.values()):
+        if self._message_listeners or self._listeners:
             self._ensure_reader()
         else:
             self._schedule(_LAZY_START, self._ensure_reader)
-        if self._config.ping_interval is not None:
-            self._schedule(self._config.ping_interval, self._keepalive)
+        interval = self._config.ping_interval
+        if interval is not None:
+            now = time.monotonic()
+            self._next_ping = now + interval
+            self._progress_at = now
+            self._schedule(interval, self._keepalive)
 
     def _ensure_reader(self, force: bool = False) -> None:
-        """Start the reader thread unless it runs already or the close went inline.
+        """Start the reader thread unless it runs already or its work was claimed.
 
         Before the client's ``connect`` listeners are done, only ``force`` starts it, so
         that a listener can register handlers and ``pause()`` before anything is read.
@@ -197,6 +219,26 @@ class WebSocketConnection(EventEmitter):
             if self._reader_state == 0:
                 self._reader_state = 1
                 self._reader.start()
+
+    def _claim_inline_close(self) -> bool:
+        """True if the reader thread never started and now never will: the caller then
+        closes on its own thread (plain TCP only: it waits with poll(), which sees no
+        bytes buffered inside a TLS layer). False means the reader can be joined."""
+        with self._start_lock:
+            if self._reader_state == 0 and self._readpath.plain:
+                self._reader_state = 2
+                return True
+        self._ensure_reader(force=True)
+        return False
+
+    def _join_reader(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the reader thread (unless this is it or it never ran)."""
+        if threading.current_thread() is self._reader or self._inherited:
+            return
+        with self._start_lock:  # a start in progress completes first
+            started = self._reader.ident is not None
+        if started:
+            self._reader.join(timeout)
 
     def __enter__(self) -> WebSocketConnection:
         return self
@@ -211,67 +253,95 @@ class WebSocketConnection(EventEmitter):
     @property
     def connected(self) -> bool:
         """True while the connection is open (no close frame sent or received)."""
-        return not self._finished and self._protocol.state is State.OPEN and self._drop is None
+        return not self._finished and not self._aborted and self._protocol.state is State.OPEN
 
     def _listeners_changed(self, event: str) -> None:
         if event == "message":
             self._message_listeners = self.listeners("message")
+        self._unpark()  # listeners run on the reader thread: it takes the socket back
         self._ensure_reader()
 
     # ------------------------------------------------------------------ sending
 
+    def _lock_send(self, timeout: float | None) -> bool:
+        """Take the send lock within ``timeout`` (None: until the connection ends).
+
+        Returns False when it could not. Without a timeout, raises the closed exception
+        once the connection is aborted or finished: the holder's write is then being
+        ended by the shutdown, and nobody waits on a dead connection.
+        """
+        lock = self._send_lock
+        if timeout is not None:
+            return lock.acquire(timeout=timeout) if timeout > 0 else lock.acquire(blocking=False)
+        while not lock.acquire(timeout=_SEND_LOCK_POLL):
+            if self._aborted or self._finished:
+                raise self._closed_error()
+        return True
+
+    def _progress(self) -> None:
+        self._writes += 1
+
     def _write(self, data: bytes | list[bytes]) -> None:
-        """Write under the send lock (held by the caller)."""
+        """Write ``data`` in order (the send lock is held by the caller)."""
+        assert self._send_lock.locked()
+        sock = self._sock
         try:
             if isinstance(data, bytes):
-                self._sock.sendall(data)
-            elif len(data) == 1:
-                self._sock.sendall(data[0])
-            elif self._direct:
+                data = [data]
+            if len(data) > 1 and self._readpath.plain:
                 # Many pieces (a fragmented message) on a plain socket: scatter-gather
                 # writes, no copy into one buffer.
-                _sendmsg_all(self._sock, data)
-            else:
-                # Many pieces on a TLS stream: a few large writes, not one a frame.
-                batch: list[bytes] = []
-                size = 0
-                for chunk in data:
-                    batch.append(chunk)
-                    size += len(chunk)
-                    if size >= _WRITE_BATCH:
-                        self._sock.sendall(b"".join(batch))
-                        batch = []
-                        size = 0
-                if batch:
-                    self._sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
+                _sendmsg_all(sock, data, self._progress)
+                return
+            # One piece, or many on a TLS stream: a few large writes, not one a frame,
+            # each at most _WRITE_SLICE (progress for keepalive).
+            batch: list[bytes] = []
+            size = 0
+            for chunk in data:
+                if len(chunk) > _WRITE_SLICE:
+                    if batch:
+                        sock.sendall(b"".join(batch))
+                        batch, size = [], 0
+                    view = memoryview(chunk)
+                    for start in range(0, len(view), _WRITE_SLICE):
+                        sock.sendall(view[start : start + _WRITE_SLICE])
+                        self._writes += 1
+                    continue
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= _WRITE_SLICE:
+                    sock.sendall(b"".join(batch))
+                    self._writes += 1
+                    batch, size = [], 0
+            if batch:
+                sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
+                self._writes += 1
         except OSError as exc:
             raise self._send_failed(exc) from exc
 
-    def _send_failed(self, exc: OSError) -> ConnectionClosedError:
-        """A write failed: the connection is lost; the reader ends it."""
+    def _send_failed(self, exc: OSError) -> ConnectionClosed:
+        """A write failed: the connection is lost (or was shut down); the reader ends it."""
         self._abort_socket()
-        return ConnectionClosedError(1006, "", f"connection lost while sending: {exc}")
-
-    def _close_status(self, default: tuple[int, str]) -> tuple[int, str]:
-        """(code, reason) the connection ends with: the code given to drop(), the code
-        of a failure we detected, the peer's close frame, else ``default``."""
-        proto = self._protocol
-        if self._drop is not None:
-            return self._drop
-        if proto.failure is not None:
-            return proto.failure.code, str(proto.failure)
-        return proto.close_received or default
+        if self.close_code is not None:
+            return closed_exception(self.close_code, self.close_reason or "")
+        code, reason = self._protocol.close_status((1006, ""))
+        if code in (1000, 1001):
+            return closed_exception(code, reason)
+        return ConnectionClosedError(code, reason, f"connection closed while sending (code {code}): {exc}")
 
     def _closed_error(self) -> ConnectionClosed:
         """The exception for an operation on a closed (or closing) connection."""
-        if self.close_code is None:  # not finished yet: say what is known
-            return closed_exception(*self._close_status(self._protocol.close_sent or (1006, "")))
-        return closed_exception(self.close_code, self.close_reason or "")
+        if self.close_code is not None:
+            return closed_exception(self.close_code, self.close_reason or "")
+        proto = self._protocol
+        return closed_exception(*proto.close_status(proto.close_sent or (1006, "")))
 
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
         """Send a message: text for ``str``, binary for bytes-like.
 
         Fragmented past ``fragmentation_threshold`` when ``fragment_outgoing_messages``.
+        Blocks while the peer does not read; keepalive, ``close()`` or ``drop()`` end
+        such a wait with ``ConnectionClosed``.
 
         Raises:
             ConnectionClosed: the close frame was already sent or received.
@@ -280,18 +350,24 @@ class WebSocketConnection(EventEmitter):
         t = type(data)
         if t is not str and t is not bytes and not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes-like data, not {type(data).__name__}")
-        with self._send_lock:
+        lock = self._send_lock
+        if not lock.acquire(blocking=False):
+            self._lock_send(None)
+        try:
             proto = self._protocol
-            if proto.close_sent is not None or self._finished:
+            if proto.close_sent is not None or self._finished or self._aborted:
                 raise self._closed_error()
             frames = proto.encode_message(data)
-            if type(frames) is bytes:
+            if type(frames) is bytes and len(frames) <= _WRITE_SLICE:
                 try:
                     self._sock.sendall(frames)
                 except OSError as exc:
                     raise self._send_failed(exc) from exc
+                self._writes += 1
             else:
                 self._write(frames)
+        finally:
+            lock.release()
 
     def send_text(self, text: str) -> None:
         """Send ``text`` as a text message (``sendUTF`` in WebSocket-Node)."""
@@ -314,31 +390,83 @@ class WebSocketConnection(EventEmitter):
         """
         if not isinstance(frame, Frame):
             raise TypeError("send_frame() takes a wsclient.Frame")
-        with self._send_lock:
+        self._lock_send(None)
+        try:
             proto = self._protocol
-            data = proto.encode_frame(frame)
-            if proto.close_sent is not None or self._finished:
+            if proto.close_sent is not None or self._finished or self._aborted:
                 raise self._closed_error()
-            if frame.opcode == 8:
-                proto.close_sent = (1005, "")
-                proto.state = State.CLOSING
+            with self._proto_lock:  # a close frame sets the protocol's closing state
+                data = proto.encode_frame(frame)
             self._write(data)
+        finally:
+            self._send_lock.release()
+
+    def _send_control(self, make: Callable[[], bytes]) -> None:
+        self._lock_send(None)
+        try:
+            if self._protocol.close_sent is not None or self._finished or self._aborted:
+                raise self._closed_error()
+            self._write(make())
+        finally:
+            self._send_lock.release()
 
     def ping(self, data: bytes | str = b"") -> None:
         """Send a ping (payload at most 125 bytes, ``ValueError`` past that)."""
-        with self._send_lock:
-            frame = self._protocol.encode_ping(data)  # type: ignore[arg-type]
-            if self._protocol.close_sent is not None or self._finished:
-                raise self._closed_error()
-            self._write(frame)
+        self._protocol.encode_ping(data)  # type: ignore[arg-type]  # validates before waiting
+        self._send_control(lambda: self._protocol.encode_ping(data))  # type: ignore[arg-type]
 
     def pong(self, data: bytes | str = b"") -> None:
         """Send an unsolicited pong (payload at most 125 bytes)."""
-        with self._send_lock:
-            frame = self._protocol.encode_pong(data)  # type: ignore[arg-type]
-            if self._protocol.close_sent is not None or self._finished:
-                raise self._closed_error()
-            self._write(frame)
+        self._protocol.encode_pong(data)  # type: ignore[arg-type]
+        self._send_control(lambda: self._protocol.encode_pong(data))  # type: ignore[arg-type]
+
+    def _write_control(self, make: Callable[[], bytes], timeout: float) -> bool:
+        """Write one frame the library makes by itself (pong, keepalive ping) within
+        ``timeout``; False, and nothing written, when the lock or the socket's buffer did
+        not free up in time (the peer does not read)."""
+        deadline = time.monotonic() + timeout
+        if not self._lock_send(timeout):
+            return False
+        try:
+            if self._protocol.close_sent is not None or self._finished or self._aborted:
+                return False
+            if not wait_writable(self._sock, max(0.0, deadline - time.monotonic())):
+                return False
+            self._sock.sendall(make())
+            self._writes += 1
+            return True
+        except (OSError, ValueError):
+            return False
+        finally:
+            self._send_lock.release()
+
+    def _flush_close(self, timeout: float) -> bool:
+        """Write the close frame the protocol queued (ours, an echo, a failure's) within
+        ``timeout``. True when written or when there was none; False when it could not
+        be written in time (the caller then shuts the socket down)."""
+        proto = self._protocol
+        if not proto.has_output:
+            return True
+        deadline = time.monotonic() + timeout
+        if not self._lock_send(timeout):
+            return False
+        try:
+            with self._proto_lock:
+                data = proto.data_to_send()
+            if not data:
+                return True
+            if self._finished or not wait_writable(self._sock, max(0.0, deadline - time.monotonic())):
+                return False
+            for chunk in data:
+                self._sock.sendall(chunk)
+            self._writes += 1
+            return True
+        except (OSError, ValueError):
+            return False
+        finally:
+            self._send_lock.release()
+            if proto.close_received is not None and proto.close_sent is not None:
+                self._inbox.close()  # both close frames crossed: recv() can raise now
 
     # ------------------------------------------------------------------ receiving
 
@@ -346,124 +474,123 @@ class WebSocketConnection(EventEmitter):
         """The next whole message: ``str`` for text, ``bytes`` for binary.
 
         Args:
-            timeout: seconds to wait; None waits for ever.
+            timeout: seconds to wait; None waits for ever; 0 returns a message that has
+                already arrived (queued, or in the socket) or raises at once.
 
         Raises:
             TimeoutError: nothing arrived within ``timeout``.
             ConnectionClosed: the connection is closed and every queued message was read
                 (``ConnectionClosedOK`` for 1000/1001, ``ConnectionClosedError`` otherwise).
+            RuntimeError: called from a listener with nothing queued (the reader thread
+                cannot wait for itself).
         """
-        q = self._queue
-        if not self._reader_state:
-            self._ensure_reader(force=True)
-        if q:
-            msg = q.popleft()
-            if self._reader_blocked:
-                self._wake_reader()
-            if msg is not _FAIL_MARK:
-                return msg
-            self._flush_protocol()
-        elif (
-            self._direct
-            and not self._pending
-            and not self._message_listeners
-            and not self._closing
-            and not self._paused
-            and self._rlock.acquire(blocking=False)
-        ):
-            try:
-                got = self._recv_direct(timeout)
-            finally:
-                self._rlock.release()
-            if got is not None:
-                return got
-        return self._recv_slow(timeout)
+        msg = self._inbox.get_nowait()
+        if msg is not None and msg is not FAILURE:
+            return msg  # type: ignore[no-any-return]
+        return self._recv_wait(timeout, msg is FAILURE)
 
-    def _recv_direct(self, timeout: float | None) -> str | bytes | None:
-        """Read the socket on the caller's thread (``_rlock`` held, the reader parked).
-
-        Returns a message, or None to fall back to waiting for the reader thread: when the
-        queue got a message meanwhile, when a read brought anything but plain messages
-        (handed to the reader thread, which dispatches events), and at EOF or an error.
-        """
-        q = self._queue
-        sock = self._sock
-        proto = self._protocol
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if q or self._closing or self._finished or proto.eof:
-                return None
-            self._park_until = time.monotonic() + _PARK
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not _readable(sock, left):
-                    raise TimeoutError(f"no message within {timeout} seconds")
-            try:
-                data = self._read_chunk()
-            except OSError:
-                data = b""
-            if not data:  # EOF or error: the reader thread reads it again and finishes
-                self._unpark()
-                return None
-            events = proto.receive_data(data)
-            if not events:
-                continue
-            for e in events:
-                if type(e) is not str and type(e) is not bytes:
-                    self._pending.append(events)
-                    self._unpark()
-                    return None
-            if len(events) > 1:
-                q.extend(events[1:])  # type: ignore[arg-type]  # all str/bytes (checked above)
-            return events[0]  # type: ignore[return-value]
-
-    def _unpark(self) -> None:
-        self._park_until = 0.0
-        with self._cond:
-            self._cond.notify_all()
-
-    def _recv_slow(self, timeout: float | None) -> str | bytes:
+    def _recv_wait(self, timeout: float | None, failed: bool) -> str | bytes:
+        if failed:
+            self._failure_reached()
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-        if threading.current_thread() is self._reader:
+        if threading.get_ident() == self._reader.ident:
             raise RuntimeError("recv() cannot wait on the reader thread (it was called from a listener)")
-        q = self._queue
-        cond = self._cond
+        if not self._reader_state:
+            self._ensure_reader(force=True)
+        inbox = self._inbox
         deadline = None if timeout is None else time.monotonic() + timeout
-        proto = self._protocol
-        with cond:
-            while not q:
-                if self._finished or (
-                    proto.close_received is not None and proto.close_sent is not None
-                ):
-                    # Closed, or both close frames exchanged: nothing more can arrive
-                    # (the TCP close finishes in the background, within close_timeout).
-                    raise self._closed_error()
-                left = None
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        self._waiting = False
-                        raise TimeoutError(f"no message within {timeout} seconds")
-                self._waiting = True
-                if self._park_until:
-                    # This consumer waits for the reader thread: it must not stay parked.
-                    self._park_until = 0.0
-                    cond.notify_all()
-                cond.wait(left)
-            self._waiting = False
-            msg = q.popleft()
-            if self._reader_blocked:
-                cond.notify_all()
-        if msg is _FAIL_MARK:
-            self._flush_protocol()
-            return self._recv_slow(timeout)
-        return msg
+        while True:
+            msg = inbox.get_nowait()
+            if msg is FAILURE:
+                self._failure_reached()
+                continue
+            if msg is not None:
+                return msg  # type: ignore[no-any-return]
+            if inbox.closed:
+                raise self._closed_error()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._can_read_directly() and self._read_lock.acquire(blocking=False):
+                try:
+                    got = self._read_direct(left)
+                finally:
+                    self._read_lock.release()
+                if got is not None:
+                    if got is _READ_SOMETHING:
+                        continue
+                    return got  # type: ignore[no-any-return]
+                if left is not None and deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no message within {timeout} seconds")
+            self._unpark()  # this consumer waits for the reader thread: it must read
+            try:
+                msg = inbox.get(left)
+            except InboxClosed:
+                raise self._closed_error() from None
+            if msg is FAILURE:
+                self._failure_reached()
+                continue
+            return msg  # type: ignore[no-any-return]
 
-    def _wake_reader(self) -> None:
-        if len(self._queue) < self._max_queue:
-            with self._cond:
-                self._cond.notify_all()
+    def _can_read_directly(self) -> bool:
+        # Direct reads dispatch events on the consumer's thread, so only with no listener
+        # at all (listeners run on the reader thread), and only while open and not paused.
+        return (
+            self._direct
+            and not self._listeners
+            and not self._inbox.paused
+            and not self._aborted
+            and self._protocol.state is State.OPEN
+            and not self._protocol.eof
+        )
+
+    def _read_direct(self, timeout: float | None) -> Any:
+        """Read the socket on the consumer's thread (``_read_lock`` held): saves the
+        thread hand-off per message (echo round trips: about 2x, see _PARK).
+
+        Returns the first message read (the others go to the inbox), ``_READ_SOMETHING``
+        when the read brought no message (a partial frame, control frames: handled here),
+        or None when the socket had nothing within ``timeout`` or the stream ended (the
+        reader thread then finishes the connection).
+        """
+        self._park_until = time.monotonic() + _PARK
+        try:
+            events = self._readpath.read(timeout, whole=timeout is None)
+        except OSError:
+            self._unpark()  # the reader thread reads the error again and ends the connection
+            return None
+        if events is None:
+            return None
+        if not events:
+            if self._protocol.eof:
+                self._unpark()
+                return None
+            return _READ_SOMETHING
+        first = events[0]
+        if not self._message_listeners and (type(first) is str or type(first) is bytes):
+            if len(events) == 1:  # the common case needs no queue round trip
+                return first
+            if all(type(e) is str or type(e) is bytes for e in events):
+                self._inbox.put(events[1:], wait=False)
+                return first
+        bound = self._config.close_timeout if timeout is None else timeout
+        self._handle(events, on_reader=False, bound=bound)
+        return _READ_SOMETHING
+
+    def _unpark(self) -> None:
+        """Make the reader thread take the socket back now."""
+        if self._park_until:
+            with self._park:
+                self._park_until = 0.0
+                self._park.notify_all()
+
+    def _wait_parked(self) -> None:
+        """Reader thread: leave the socket to a consumer reading directly, until it stops."""
+        with self._park:
+            while True:
+                left = self._park_until - time.monotonic()
+                if left <= 0 or self._aborted or self._protocol.state is not State.OPEN:
+                    return
+                self._park.wait(left)
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes.
@@ -479,25 +606,157 @@ class WebSocketConnection(EventEmitter):
                     return
                 raise
 
-    def _unpause(self) -> None:
-        if self._paused:
-            with self._cond:
-                self._paused = False
-                self._cond.notify_all()
-
-    def _wait_unpaused(self) -> None:
-        with self._cond:
-            while self._paused and not self._closing:
-                self._cond.wait()
-
     def pause(self) -> None:
         """Stop reading from the socket (the server sees TCP back-pressure)."""
-        self._paused = True
+        self._inbox.pause()
         self._ensure_reader()
 
     def resume(self) -> None:
         """Restart reading after :meth:`pause`."""
-        self._unpause()
+        self._inbox.resume()
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _run(self) -> None:
+        proto = self._protocol
+        readpath = self._readpath
+        error: BaseException | None = None
+        try:
+            while not proto.eof:
+                self._inbox.wait_resumed()
+                if self._park_until:
+                    self._wait_parked()
+                with self._read_lock:
+                    if proto.eof:
+                        break
+                    events = readpath.read(whole=True)
+                    if events and self._direct and self._inbox.has_getters and not self._listeners:
+                        # A consumer waits in recv(): once served it reads the next
+                        # messages itself, so step aside (see _read_direct).
+                        self._park_until = time.monotonic() + _PARK
+                    # Handled under the read lock, so that a consumer reading directly
+                    # cannot queue later messages before these.
+                    if events:
+                        self._handle(events, on_reader=True, bound=self._config.close_timeout)
+        except OSError as exc:
+            if not self._aborted and proto.close_received is None:
+                error = exc
+        except Exception as exc:  # a bug: report it, never leave the thread silently
+            logger.exception("reader thread failed")
+            error = exc
+        finally:
+            self._finish(error)
+
+    def _handle(self, events: list[Any], *, on_reader: bool, bound: float) -> None:
+        """Dispatch events in order, so that a listener sees the messages that came
+        before a close or a failure before the answering close frame goes out."""
+        listeners = self._message_listeners
+        if not listeners and all(type(e) is str or type(e) is bytes for e in events):
+            self._inbox.put(events, wait=on_reader)  # the hot path: a batch of messages
+            return
+        for ev in events:
+            t = type(ev)
+            if t is str or t is bytes:
+                if listeners:
+                    self._emit("message", ev)
+                else:
+                    self._inbox.put([ev], wait=on_reader)
+            elif t is Frame:
+                self._emit("frame", ev)
+            elif t is Ping:
+                self._on_ping(ev.data, bound)
+            elif t is Pong:
+                self._pongs += 1
+                if ev.data == self._ping_payload:
+                    self._ping_payload = None
+                self._emit("pong", ev.data)
+            elif t is Close:
+                logger.debug("peer closed: %s %r", ev.code, ev.reason)
+                # Known now (recv() may raise before the TCP close ends the connection).
+                self.close_code, self.close_reason = self._protocol.close_status((ev.code, ev.reason))
+                self._inbox.release()
+                self._unpark()
+                if not self._flush_close(bound):
+                    self._abort_socket()
+                if self._protocol.close_sent is not None:
+                    self._inbox.close()  # both close frames crossed: recv() can raise now
+                self._arm_close_timer()  # for the TCP close, even if no echo was due
+            elif t is Failure:
+                logger.debug("protocol failure: %s", ev.error)
+                self._inbox.release()  # nothing more is queued: the protocol drops input
+                self._unpark()
+                self._emit("error", ev.error)
+                if self._message_listeners or not len(self._inbox):
+                    self._failure_reached()
+                else:
+                    # The consumer has not caught up with the messages that came before
+                    # the error: the close frame goes out when it reaches this point in
+                    # the queue (or after close_timeout), so its answers are not cut off.
+                    self._inbox.put_failure()
+                    self._close_timer = self._schedule(self._config.close_timeout, self._deferred_close)
+            listeners = self._message_listeners
+
+    def _on_ping(self, data: bytes, bound: float) -> None:
+        cancelled = False
+
+        def cancel() -> None:
+            nonlocal cancelled
+            cancelled = True
+
+        self._emit("ping", data, cancel)
+        if not cancelled and not self._write_control(lambda: self._protocol.encode_pong(data), bound):
+            logger.debug("pong not written within %s s: the peer does not read", bound)
+
+    def _failure_reached(self) -> None:
+        """The consumer reached a failure (or nothing was queued before it): send the
+        failure's close frame now and wait for the peer's answer within close_timeout."""
+        _timer.cancel(self._close_timer)
+        self._close_timer = None
+        if not self._flush_close(self._config.close_timeout):
+            self._abort_socket()
+        self._arm_close_timer()
+
+    def _deferred_close(self) -> None:
+        """Timer thread: the consumer did not reach a failure in time; send the close now
+        if it can be written without waiting."""
+        self._close_timer = None
+        if not self._flush_close(0):
+            self._abort_socket()
+        self._arm_close_timer()
+
+    def _finish(self, error: BaseException | None) -> None:
+        """The reader (or a close on the caller's thread) ends the connection."""
+        proto = self._protocol
+        if proto.has_output and not self._aborted:
+            # A failure's close frame still waits for the consumer, but the peer closed
+            # its side: send it now, while the socket can still carry it.
+            self._flush_close(self._config.close_timeout)
+        with self._proto_lock:
+            proto.receive_eof()
+        code, reason = proto.close_status((1006, ""))
+        self.close_code = code
+        self.close_reason = reason
+        self._finished = True
+        self._inbox.close()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self._unpark()
+        # Shut down first: a sender blocked in sendall wakes with an error; then close
+        # once it has left (it releases the send lock at once).
+        self._abort_socket()
+        locked = self._send_lock.acquire(timeout=1.0)
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        finally:
+            if locked:
+                self._send_lock.release()
+        if error is not None:
+            self._emit("error", error)
+        self._emit("close", code, reason)
+        logger.debug("connection closed: %s %r", code, reason)
 
     # ------------------------------------------------------------------ closing
 
@@ -505,115 +764,90 @@ class WebSocketConnection(EventEmitter):
         """Perform the closing handshake.
 
         Sends a close frame, then waits until the peer answers and closes the TCP
-        connection, or until ``close_timeout`` runs out. A call while another close is in
-        progress waits for it; a call after the close does nothing. From a listener (on the
-        reader thread) it sends the close frame and returns without waiting.
+        connection, or until ``close_timeout`` runs out (then the socket is shut down, as
+        by :meth:`drop`, and blocked senders raise ``ConnectionClosed``). A call while
+        another close is in progress waits for it; a call after the close does nothing.
+        From a listener (on the reader thread) it sends the close frame and returns
+        without waiting.
 
         Raises:
             ValueError: ``code`` cannot be sent (see RFC 6455 section 7.4) or the reason is
                 longer than 123 bytes of UTF-8.
         """
         _check_close_args(code, reason)
-        if threading.current_thread() is self._reader:
-            self._send_close(code, reason)
+        timeout = self._config.close_timeout
+        if self._inherited:
             return
-        with self._close_lock:
+        if threading.current_thread() is self._reader:
+            if not self._start_close(code, reason, timeout):
+                self._abort_socket()
+            self._arm_close_timer()
+            return
+        deadline = time.monotonic() + timeout
+        if not self._close_lock.acquire(timeout=timeout + 1.0):
+            return  # another close() is in progress and bounded by the same timeout
+        try:
             if self._finished:
-                # Closed already (the reader may still be emitting "close"): wait for it.
-                self._join_reader()
+                self._join_reader(timeout)  # the reader may still be emitting "close"
                 return
             if self._claim_inline_close():
-                self._close_inline(code, reason)
+                self._close_inline(code, reason, deadline)
                 return
-            # This thread keeps the close_timeout itself (no timer round trip).
-            self._send_close(code, reason, arm_timer=False)
-            self._reader.join(self._config.close_timeout)
-            if self._reader.is_alive():
+            if not self._start_close(code, reason, timeout):
+                logger.debug("close frame not written within close_timeout: dropping")
+                self._abort_socket()
+            self._join_reader(max(0.0, deadline - time.monotonic()))
+            if not self._finished:
                 logger.debug("no close from the peer within close_timeout: closing the socket")
                 self._abort_socket()
-                self._reader.join()
+                self._join_reader(1.0)
+        finally:
+            self._close_lock.release()
 
-    def _claim_inline_close(self) -> bool:
-        """True if the reader thread never started (and now never will): the caller then
-        closes on its own thread. Taking the lock also waits for a start in progress
-        on another thread, so that a False answer means the reader can be joined."""
-        with self._start_lock:
-            if self._reader_state == 0:
-                self._reader_state = 2
-                return True
-            return False
+    def _start_close(self, code: int, reason: str, timeout: float) -> bool:
+        """Queue our close frame and write it within ``timeout`` (False: it was not)."""
+        with self._proto_lock:
+            self._protocol.send_close(code, reason)
+        self._inbox.release()  # a reader blocked on a full queue or paused must read the answer
+        self._unpark()
+        return self._flush_close(timeout)
 
-    def _close_inline(self, code: int, reason: str) -> None:
+    def _close_inline(self, code: int, reason: str, deadline: float) -> None:
         """The closing handshake on the caller's thread, for a connection whose reader
         thread never started (nothing else reads the socket)."""
-        self._send_close(code, reason, arm_timer=False)
         proto = self._protocol
-        sock = self._sock
-        deadline = time.monotonic() + self._config.close_timeout
         error: BaseException | None = None
         try:
-            if self._trailing:
-                data, self._trailing = self._trailing, b""
-                events = proto.receive_data(data)
-                if events:
-                    self._handle(events)
-            while not proto.eof:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                sock.settimeout(left)
-                try:
-                    data = sock.recv(_RECV_SIZE)
-                except TimeoutError:
-                    break
-                if not data:
-                    proto.receive_eof()
-                    break
-                events = proto.receive_data(data)
-                if events:
-                    self._handle(events)
+            if self._start_close(code, reason, max(0.0, deadline - time.monotonic())):
+                while not proto.eof:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    with self._read_lock:
+                        events = self._readpath.read(left)
+                    if events is None:
+                        break
+                    if events:
+                        self._handle(events, on_reader=False, bound=max(0.0, left))
         except OSError as exc:
             if proto.close_received is None:
                 error = exc
         self._finish(error)
 
-    def _send_close(self, code: int | None, reason: str, *, arm_timer: bool = True) -> None:
-        self._closing = True
-        self._unpause()  # a paused reader must read the answer
-        with self._cond:
-            self._cond.notify_all()  # a reader blocked on a full queue goes on reading
-        with self._send_lock:
-            proto = self._protocol
-            try:
-                if proto._out:  # a close the protocol queued (failure or echo) goes first
-                    self._write(proto.data_to_send())
-                elif proto.close_sent is None and not self._finished:
-                    self._write(proto.encode_close(code, reason))
-            except ConnectionClosed:
-                return
-            if arm_timer:
-                self._arm_close_timer()
-
-    def _deferred_close(self) -> None:
-        """Timer thread: the consumer did not reach a failure in time; send the close now."""
-        self._close_timer = None
-        self._flush_protocol()
-        self._arm_close_timer()
-
     def _arm_close_timer(self) -> None:
-        if self._close_timer is None and not self._finished:
+        # A close on the caller's thread (reader state 2) keeps its own deadline.
+        if self._close_timer is None and not self._finished and self._reader_state != 2:
             self._close_timer = self._schedule(self._config.close_timeout, self._abort_socket)
 
-    def _schedule(self, delay: float, callback: Any) -> _timer.Timer:
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> _timer.Timer:
         """Schedule a timer of this connection; never outlives the connection.
 
-        The timer is stored by the caller before ``_finished`` is read again here, and
-        ``_finish`` sets ``_finished`` before it cancels the stored timers, so one of the
-        two always cancels it.
+        The timer is stored before ``_finished`` is read again here, and ``_finish`` sets
+        ``_finished`` before it cancels the stored timers, so one of the two cancels it.
         """
         timer = _timer.schedule(delay, callback)
         timers = self._timers
-        if len(timers) > 8:  # keepalive adds two a round: forget the ones that are over
+        if len(timers) > 8:  # keepalive adds one a round: forget the ones that are over
             now = time.monotonic()
             timers[:] = [t for t in timers if not t.cancelled and t.when > now]
         timers.append(timer)
@@ -624,8 +858,9 @@ class WebSocketConnection(EventEmitter):
     def drop(self, code: int = 1006, reason: str = "") -> None:
         """Close at once, without the closing handshake.
 
-        A close frame is sent first (best effort) unless ``code`` is 1005 or 1006, which
-        never go on the wire; ``close_code`` becomes ``code``.
+        A close frame is sent first (best effort: only if it can be written without
+        waiting) unless ``code`` is 1005 or 1006, which never go on the wire;
+        ``close_code`` becomes ``code``.
 
         Raises:
             ValueError: any other code that may not be sent (RFC 6455 section 7.4), or a
@@ -633,48 +868,34 @@ class WebSocketConnection(EventEmitter):
         """
         if code not in (1005, 1006):
             _check_close_args(code, reason)
-        if self._finished:
-            self._join_reader()
+        if self._inherited:
             return
-        self._closing = True
-        self._drop = (code, reason)
-        if code not in (1005, 1006) and self._send_lock.acquire(timeout=0.5):
-            try:
-                proto = self._protocol
-                if proto.close_sent is None:
-                    self._try_send_now(proto.encode_close(code, reason))
-            except (OSError, ValueError, ConnectionClosed):
-                pass
-            finally:
-                self._send_lock.release()
-        self._abort_socket()
-        self._unpause()
-        if self._claim_inline_close():
+        if self._finished:
+            self._join_reader(self._config.close_timeout)
+            return
+        self._abort(code, reason)
+        with self._start_lock:
+            inline = self._reader_state == 0
+            if inline:
+                self._reader_state = 2
+        if inline:
             self._finish(None)
             return
-        self._join_reader()
+        self._join_reader(self._config.close_timeout)
 
-    def _join_reader(self) -> None:
-        """Wait for the reader thread to end (unless this is it, or it never started)."""
-        if threading.current_thread() is self._reader:
-            return
-        with self._start_lock:  # a start in progress completes first
-            started = self._reader.ident is not None
-        if started:
-            self._reader.join()
-
-    def _try_send_now(self, data: bytes) -> bool:
-        """Send without blocking where the socket allows it (plain TCP)."""
-        try:
-            if self._can_dontwait:
-                return self._sock.send(data, socket.MSG_DONTWAIT) == len(data)  # type: ignore[no-any-return]
-            self._sock.sendall(data)
-            return True
-        except OSError:
-            return False
+    def _abort(self, code: int, reason: str) -> None:
+        """Fail the connection with ``code`` without waiting for anything (any thread,
+        the timer thread included): best-effort close frame, socket shut down."""
+        self._aborted = True
+        with self._proto_lock:
+            self._protocol.fail(code, reason)
+        self._flush_close(0)
+        self._abort_socket()
+        self._inbox.release()
+        self._unpark()
 
     def _abort_socket(self) -> None:
-        """Unblock the reader: shut the socket down (the reader then ends)."""
+        """Shut the socket down: blocked reads and writes on it end at once."""
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except (OSError, ValueError):
@@ -683,223 +904,86 @@ class WebSocketConnection(EventEmitter):
     # ------------------------------------------------------------------ keepalive
 
     def _keepalive(self) -> None:
-        """Timer thread: send a ping and arm its deadline; reschedule."""
-        if self._finished or self._closing:
+        """Timer thread: ping every ``ping_interval``; fail the connection (1011) when a
+        ping is not answered within ``ping_timeout``, or when nothing could be written
+        and no pong came for ``ping_interval + ping_timeout`` (a write blocked on a peer
+        that stopped reading). Never waits."""
+        proto = self._protocol
+        if self._finished or self._aborted or proto.state is not State.OPEN:
             return
         interval = self._config.ping_interval
+        timeout = self._config.ping_timeout
         assert interval is not None
-        if self._keepalive_payload is None and self._send_lock.acquire(blocking=False):
-            try:
-                if self._protocol.close_sent is None:
-                    payload = os.urandom(4)
-                    # Set before sending: the pong may be handled before send returns.
-                    self._keepalive_payload = payload
-                    if not self._try_send_now(self._protocol.encode_ping(payload)):
-                        self._keepalive_payload = None
-                    elif self._config.ping_timeout is not None:
-                        self._ping_deadline_timer = self._schedule(
-                            self._config.ping_timeout, self._keepalive_expired
-                        )
-            finally:
-                self._send_lock.release()
-        if not self._finished:
-            self._schedule(interval, self._keepalive)
+        now = time.monotonic()
+        progress = self._writes + self._pongs
+        if progress != self._progress_seen:
+            self._progress_seen = progress
+            self._progress_at = now
+        stalled = False
+        if self._ping_payload is not None:
+            if timeout is not None and now - self._ping_sent >= timeout:
+                return self._keepalive_failed("keepalive ping timeout")
+        elif now >= self._next_ping:
+            payload = os.urandom(4)
+            self._ping_payload = payload  # before writing: the pong may come back at once
+            if self._write_control(lambda: proto.encode_ping(payload), 0):
+                self._ping_sent = now
+                self._next_ping = now + interval
+                self._progress_seen = self._writes + self._pongs
+                self._progress_at = now
+            else:
+                self._ping_payload = None
+                stalled = True
+                if timeout is not None and now - self._progress_at >= interval + timeout:
+                    return self._keepalive_failed("keepalive: nothing written for ping_interval + ping_timeout")
+        wake = self._next_ping
+        if self._ping_payload is not None and timeout is not None:
+            wake = min(wake, self._ping_sent + timeout)
+        if stalled:
+            wake = min(wake, now + min(_STALL_POLL, interval))
+        self._schedule(max(0.001, wake - now), self._keepalive)
 
-    def _keepalive_expired(self) -> None:
-        if self._keepalive_payload is None or self._finished:
-            return
-        logger.info("no pong within ping_timeout=%s: failing the connection", self._config.ping_timeout)
-        threading.Thread(
-            target=self.drop, args=(1011, "keepalive ping timeout"), name="wsclient-drop", daemon=True
-        ).start()
+    def _keepalive_failed(self, reason: str) -> None:
+        logger.info("%s: failing the connection (1011)", reason)
+        self._abort(1011, reason)
+        self._ensure_reader(force=True)  # the reader thread finishes the connection
 
-    # ------------------------------------------------------------------ reader thread
+    # ------------------------------------------------------------------ fork
 
-    def _run(self) -> None:
-        proto = self._protocol
-        error: BaseException | None = None
+    def _inherited_by_child(self) -> None:
+        """In a fork child: this connection belongs to the parent. Make every call raise
+        ``ConnectionClosed`` and let go of the child's copy of the descriptor, without
+        touching the connection itself (no shutdown, no close frame)."""
+        self._inherited = True
+        self._finished = True
+        self._aborted = True
+        # A lock held by a parent thread at the fork stays held in the child: fresh ones.
+        self._send_lock = threading.Lock()
+        self._proto_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._park = threading.Condition(threading.Lock())
+        self._inbox = Inbox(self._config.max_queue)
+        self._inbox.close()
+        self._reader_state = 2
+        self._timers = []
+        self._close_timer = None
+        if self.close_code is None:
+            self.close_code, self.close_reason = 1006, "connection inherited from the parent process"
         try:
-            if self._trailing:
-                data, self._trailing = self._trailing, b""
-                with self._rlock:
-                    events = proto.receive_data(data)
-                    if events:
-                        self._handle(events)
-            while not proto.eof:
-                if self._paused:
-                    self._wait_unpaused()
-                if self._pending:
-                    with self._rlock:
-                        while self._pending:
-                            self._handle(self._pending.pop(0))
-                    continue
-                if self._park_until > time.monotonic() and not self._closing:
-                    with self._cond:
-                        left = self._park_until - time.monotonic()
-                        # Never park while a consumer waits for this thread to read.
-                        park = left > 0 and not self._pending and not self._closing and not self._waiting
-                        if park:
-                            self._cond.wait(left)
-                    if park:
-                        continue
-                with self._rlock:
-                    if self._pending:
-                        continue
-                    self._read_once()
-        except OSError as exc:
-            if not self._closing and proto.close_received is None:
-                error = exc
-        except Exception as exc:  # a bug: report it, never leave the thread silently
-            logger.exception("reader thread failed")
-            error = exc
-        finally:
-            self._finish(error)
-
-    def _read_chunk(self) -> bytes:
-        """One read from the socket, sized for what the protocol expects (``_rlock`` held)."""
-        sock = self._sock
-        proto = self._protocol
-        pending = proto.pending_bytes
-        if pending > _RECV_SIZE:
-            if self._direct and proto.pending_whole:
-                # The rest of a large frame in one read, without Python in between.
-                self._after_big = True
-                return sock.recv(pending, socket.MSG_WAITALL)  # type: ignore[no-any-return]
-            return sock.recv(min(pending, _BIG_RECV_SIZE))  # type: ignore[no-any-return]
-        if self._after_big and proto.idle:
-            # After a large frame, read only the next header (at most 10 bytes from a
-            # server): if another large frame follows, its payload then arrives in one
-            # piece that becomes the message without being copied.
-            self._after_big = False
-            return sock.recv(10)  # type: ignore[no-any-return]
-        size = self._recv_size
-        data: bytes = sock.recv(size)
-        self._recv_size = _RECV_SIZE if len(data) == size else _SMALL_RECV_SIZE
-        return data
-
-    def _read_once(self) -> None:
-        """One blocking read on the reader thread (``_rlock`` held)."""
-        proto = self._protocol
-        data = self._read_chunk()
-        if not data:
-            proto.receive_eof()
-            return
-        if self._paused:  # paused while blocked in recv: hold the data
-            self._wait_unpaused()
-        events = proto.receive_data(data)
-        if events:
-            # Output only comes with a Close or Failure event, and _handle decides
-            # when it is written (a failure's close may wait for the consumer).
-            self._handle(events)
-
-    def _flush_protocol(self) -> None:
-        """Write the close frame the protocol queued by itself, and start close_timeout."""
-        with self._send_lock:
-            data = self._protocol.data_to_send()
-            if data:
-                try:
-                    self._write(data)
-                except ConnectionClosed:
-                    return
-                self._arm_close_timer()
-
-    def _handle(self, events: list[Any]) -> None:
-        # Events are handled in order, so that a listener sees the messages that came
-        # before a close or a failure before the answering close frame goes out.
-        listeners = self._message_listeners
-        if not listeners and all(type(e) is str or type(e) is bytes for e in events):
-            self._enqueue(events)  # the hot path: a batch of plain messages
-            return
-        for ev in events:
-            t = type(ev)
-            if t is str or t is bytes:
-                if listeners:
-                    self._emit("message", ev)
-                else:
-                    self._enqueue([ev])
-            elif t is Frame:
-                self._emit("frame", ev)
-            elif t is Ping:
-                self._on_ping(ev.data)
-            elif t is Pong:
-                if self._keepalive_payload is not None and ev.data == self._keepalive_payload:
-                    self._keepalive_payload = None
-                    _timer.cancel(self._ping_deadline_timer)
-                self._emit("pong", ev.data)
-            elif t is Close:
-                logger.debug("peer closed: %s %r", ev.code, ev.reason)
-                self._closing = True
-                if self._drop is None and self._protocol.failure is None:
-                    self.close_code, self.close_reason = ev.code, ev.reason
-                self._flush_protocol()
-                self._arm_close_timer()  # for the TCP close, even if no echo was due
-                with self._cond:
-                    self._cond.notify_all()  # a waiting recv() can raise now
-            elif t is Failure:
-                logger.debug("protocol failure: %s", ev.error)
-                self._closing = True
-                self._emit("error", ev.error)
-                if self._message_listeners or (self._waiting and not self._queue):
-                    self._flush_protocol()
-                else:
-                    # The consumer has not caught up with the messages that came before
-                    # the error: the close frame goes out when it reaches this point in
-                    # the queue (or after close_timeout), so its answers are not cut off.
-                    self._enqueue([_FAIL_MARK])
-                    self._close_timer = self._schedule(self._config.close_timeout, self._deferred_close)
-            listeners = self._message_listeners
-
-    def _on_ping(self, data: bytes) -> None:
-        cancelled = False
-
-        def cancel() -> None:
-            nonlocal cancelled
-            cancelled = True
-
-        self._emit("ping", data, cancel)
-        if not cancelled:
-            with self._send_lock:
-                if self._protocol.close_sent is None and not self._finished:
-                    try:
-                        self._write(self._protocol.encode_pong(data))
-                    except ConnectionClosed:
-                        pass
-
-    def _enqueue(self, messages: list[Any]) -> None:
-        q = self._queue
-        q.extend(messages)
-        if self._waiting:
-            with self._cond:
-                # The waiting consumer is served; while it is active, it reads the next
-                # messages itself and this thread stays off the socket.
-                self._waiting = False
-                if self._direct:
-                    self._park_until = time.monotonic() + _PARK
-                self._cond.notify()
-        if len(q) >= self._max_queue and not self._closing:
-            with self._cond:
-                while len(q) >= self._max_queue and not self._closing and not self._finished:
-                    self._reader_blocked = True
-                    self._cond.wait()
-                self._reader_blocked = False
-
-    def _finish(self, error: BaseException | None) -> None:
-        proto = self._protocol
-        code, reason = self._close_status((1006, ""))
-        self.close_code = code
-        self.close_reason = reason
-        proto.state = State.CLOSED
-        with self._cond:
-            self._finished = True
-            self._cond.notify_all()
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
-        try:
-            self._sock.close()
+            _raw_socket(self._sock).close()  # the child's descriptor only
         except OSError:
             pass
-        if error is not None:
-            self._emit("error", error)
-        self._emit("close", code, reason)
-        logger.debug("connection closed: %s %r", code, reason)
+
+
+def _after_fork_in_child() -> None:
+    for conn in list(_live):
+        try:
+            conn._inherited_by_child()
+        except Exception:  # never break the child's start
+            logger.exception("could not detach an inherited connection")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

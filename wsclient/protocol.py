@@ -83,6 +83,7 @@ class Failure:
 
 
 Event = str | bytes | Frame | Ping | Pong | Close | Failure
+_DATA_TYPES = (str, bytes, Frame)
 
 
 class Protocol:
@@ -95,6 +96,12 @@ class Protocol:
             single-frame messages also as a message).
         deflate: the negotiated permessage-deflate codec, or None.
         mask: mask outgoing frames (always True for a client; False serves tests).
+        initial_data: bytes the server sent right after its 101 response (read together
+            with the handshake); parsed by the first :meth:`receive_data` call, before
+            anything read later.
+
+    Closing state is owned here: the connection asks (:meth:`send_close`, :meth:`fail`,
+    :meth:`receive_eof`) and reads the outcome (:meth:`close_status`), never assigns it.
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class Protocol:
         fragmentation_threshold: int | None = 16 << 10,
         deflate: PerMessageDeflate | None = None,
         mask: bool = True,
+        initial_data: bytes = b"",
     ) -> None:
         self.max_frame_size = max_frame_size
         self.max_message_size = max_message_size
@@ -122,9 +130,11 @@ class Protocol:
         self.close_received: tuple[int, str] | None = None
         #: The ProtocolError that made us fail the connection, if any.
         self.failure: ProtocolError | None = None
+        #: (code, reason) the connection was failed with (a ProtocolError, or fail()).
+        self.failed: tuple[int, str] | None = None
         self.eof = False
 
-        self._buf = b""
+        self._buf = bytes(initial_data)
         self._out: list[bytes] = []
         self._keys: list[int] = []  # unused masking keys, drawn 256 at a time
         # Largest message encode_message() serialises on its short path (one frame, 7-bit
@@ -158,6 +168,10 @@ class Protocol:
             self._parse(self._buf + data if self._buf else data, events)
         except ProtocolError as exc:
             self._fail(exc, events)
+        if self.close_sent is not None and events:
+            # Data after our close frame is read and dropped, never queued: memory stays
+            # bounded while a flooding peer takes its time to answer the close.
+            events = [e for e in events if type(e) not in _DATA_TYPES]
         return events
 
     def receive_eof(self) -> list[Event]:
@@ -174,6 +188,40 @@ class Protocol:
         if out and self.close_sent is None:
             self.close_sent = self.close_queued
         return out
+
+    def send_close(self, code: int | None, reason: str = "") -> None:
+        """Queue our close frame (``None``: no code) unless a close frame was already
+        sent or queued (a failure's or an echo goes out instead); take it with
+        :meth:`data_to_send`. Moves the state to CLOSING."""
+        if self.close_sent is None and self.close_queued is None:
+            self._queue_close(code, reason)
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection for a cause outside the protocol (a keepalive timeout,
+        ``drop()``): the connection ends with ``code``; a close frame carrying it is
+        queued (unless the code is 1005/1006, or a close frame was sent or queued
+        already) and further input is ignored."""
+        self.failed = (code, reason)
+        if code not in (1005, 1006) and self.close_sent is None and self.close_queued is None:
+            self._queue_close(code, reason)
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
+        self._discard = True
+        self._buf = b""
+        self._collect = None
+        self._probe = None
+
+    def close_status(self, default: tuple[int, str]) -> tuple[int, str]:
+        """(code, reason) the connection ends with: the code it was failed with, else
+        the peer's close frame, else ``default``."""
+        return self.failed or self.close_received or default
+
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has bytes (a close frame) to hand out."""
+        return bool(self._out)
 
     @property
     def pending_whole(self) -> bool:
@@ -426,6 +474,7 @@ class Protocol:
     def _fail(self, exc: ProtocolError, events: list[Event]) -> None:
         logger.debug("failing the connection: %s (code %d)", exc, exc.code)
         self.failure = exc
+        self.failed = (exc.code, str(exc))
         if self.close_sent is None and self.close_queued is None:
             self._queue_close(exc.code, "")
         self.state = State.CLOSING if self.state is State.OPEN else self.state
@@ -530,6 +579,14 @@ class Protocol:
             | frame.opcode
         )
         payload = frame.payload
+        if frame.opcode == Opcode.CLOSE:
+            # A close frame built by the user still closes our side.
+            try:
+                self.close_sent = parse_close_payload(payload)
+            except ValueError:
+                self.close_sent = (1005, "")
+            if self.state is State.OPEN:
+                self.state = State.CLOSING
         if self.mask:
             key = self._mask_key()
             return encode_header(first, len(payload), key) + mask_payload(payload, key)

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -555,6 +556,9 @@ class RawServer:
         connections: how many connections to accept before the thread ends.
         host: ``127.0.0.1`` or ``::1``.
         step_timeout: how long a blocking step waits for the client.
+        ssl_context: a server-side ``ssl.SSLContext``: speak TLS (``wss://``).
+        recv_buffer: ``SO_RCVBUF`` of accepted sockets (a small one makes a peer that
+            stops reading fill up quickly).
     """
 
     def __init__(
@@ -569,7 +573,10 @@ class RawServer:
         connections: int = 1,
         host: str = "127.0.0.1",
         step_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        recv_buffer: int | None = None,
     ) -> None:
+        self.ssl_context = ssl_context
         self.steps: list[Step] = [script] if callable(script) else list(script)
         self.accept = accept
         self.handshake = handshake
@@ -588,6 +595,8 @@ class RawServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if recv_buffer is not None:  # inherited by accepted sockets (set before listen)
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
         self._listener.bind((host, 0))
         self._listener.listen(8)
         self._listener.settimeout(0.05)
@@ -626,8 +635,10 @@ class RawServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def url(self, path: str = "/", scheme: str = "ws") -> str:
+    def url(self, path: str = "/", scheme: str | None = None) -> str:
         """The URL that reaches this server."""
+        if scheme is None:
+            scheme = "ws" if self.ssl_context is None else "wss"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}{path}"
 
@@ -665,6 +676,14 @@ class RawServer:
 
     def _serve(self, sock: socket.socket, address: tuple[object, ...]) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is not None:
+            sock.settimeout(self.step_timeout)
+            try:
+                sock = self.ssl_context.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                self.errors.append(exc)
+                sock.close()
+                return
         conn = RawConnection(sock=sock, address=address, step_timeout=self.step_timeout)
         self.connections.append(conn)
         self._current = sock

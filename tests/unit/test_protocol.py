@@ -236,3 +236,75 @@ def test_encode_close_changes_state() -> None:
     assert p.state is State.CLOSING and p.close_sent == (1001, "away")
     assert p.receive_data(frame(8, b"\x03\xe9")) == [Close(1001, "")]
     assert p.data_to_send() == []  # no second close frame
+
+
+# ---------------------------------------------------------------------- closing API
+
+
+def test_initial_data_is_parsed_first() -> None:
+    p = Protocol(initial_data=frame(1, b"glued") + frame(1, b"par"))
+    assert p.receive_data(b"") == ["glued", "par"]
+    p2 = Protocol(initial_data=frame(1, b"split")[:3])
+    assert p2.receive_data(frame(1, b"split")[3:]) == ["split"]
+
+
+def test_send_close_queues_our_close_once() -> None:
+    p = Protocol()
+    p.send_close(1000, "bye")
+    assert p.state is State.CLOSING
+    assert p.has_output
+    out = p.data_to_send()
+    assert len(out) == 1 and unmask_client(out[0]) == (0x88, b"\x03\xe8bye")
+    assert p.close_sent == (1000, "bye")
+    p.send_close(1001, "again")  # already sent: nothing more
+    assert not p.has_output and p.data_to_send() == []
+
+
+def test_send_close_after_an_echo_was_queued_sends_the_echo_only() -> None:
+    p = Protocol()
+    events = p.receive_data(frame(8, b"\x03\xe9"))
+    assert events == [Close(1001, "")]
+    p.send_close(1000, "")
+    out = p.data_to_send()
+    assert len(out) == 1 and unmask_client(out[0])[1] == b"\x03\xe9"
+
+
+def test_fail_queues_a_close_with_its_code_and_ignores_input() -> None:
+    p = Protocol()
+    p.fail(1011, "keepalive")
+    assert p.close_status((1006, "")) == (1011, "keepalive")
+    assert unmask_client(p.data_to_send()[0])[1] == b"\x03\xf3keepalive"
+    assert p.receive_data(frame(1, b"late")) == []
+
+
+@pytest.mark.parametrize("code", [1005, 1006])
+def test_fail_with_a_code_that_never_goes_on_the_wire(code: int) -> None:
+    p = Protocol()
+    p.fail(code)
+    assert not p.has_output
+    assert p.close_status((1000, "")) == (code, "")
+
+
+def test_close_status_prefers_a_failure_then_the_peer_close() -> None:
+    p = Protocol()
+    assert p.close_status((1006, "")) == (1006, "")
+    p.receive_data(frame(8, b"\x03\xe8ok"))
+    assert p.close_status((1006, "")) == (1000, "ok")
+    p2 = Protocol()
+    p2.receive_data(frame(3, b""))
+    assert p2.close_status((1006, ""))[0] == 1002
+
+
+def test_data_after_our_close_is_dropped_but_the_peer_close_still_counts() -> None:
+    p = Protocol()
+    p.send_close(1000, "")
+    p.data_to_send()
+    events = p.receive_data(frame(1, b"late") + frame(2, b"later") + frame(10, b"pong") + frame(8, b"\x03\xe8"))
+    assert events == [Pong(b"pong"), Close(1000, "")]
+
+
+def test_a_user_close_frame_closes_our_side() -> None:
+    p = Protocol()
+    p.encode_frame(Frame(Opcode.CLOSE, b"\x03\xe8"))
+    assert p.close_sent == (1000, "")
+    assert p.state is State.CLOSING
