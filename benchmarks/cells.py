@@ -113,8 +113,8 @@ CELLS: dict[str, Cell] = {
              64, 8, "split", f"≥ 1.3{X} (≥ 90 % of raw)", big=True, extras=("raw",)),
         Cell("send-16", f"send 100k {X} 16-byte text", "send", "text", 16,
              100_000, 10_000, "split", f"≥ 2.0{X}"),
-        # Issue 12: the plain send cell keeps its floor; the batched one is a placeholder
-        # until batching lands (the driver fails it for wsclient while send_many is absent).
+        # Issue 12: the plain send cell keeps its floor; the batched one hands 100 messages
+        # at a time to wsclient's send_many (the other libraries send one by one).
         Cell("send-16-batched", f"send 100k {X} 16-byte text, batched", "send", "text", 16,
              100_000, 10_000, "split", f"≥ 10{X}", batched=True),
         Cell("send-16m", f"send 64 {X} 16 MiB binary (masked)", "send", "binary", 16 * MIB,

@@ -20,7 +20,8 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _timer
@@ -56,6 +57,9 @@ _LAZY_START = 0.01
 # live peer (a slice written is a sign of life).
 _WRITE_SLICE = 1 << 18
 _IOV_BATCH = 64  # pieces per sendmsg() call (well under IOV_MAX)
+# Pieces taken from a message's frames per write: 16 fragments (header + payload each), 256 KiB
+# at the default 16 KiB fragmentation threshold (see Protocol.encode_message_stream).
+_GROUP_PIECES = 32
 # How often keepalive looks again while a blocked write keeps it from sending its ping.
 _STALL_POLL = 0.25
 # How long a sender waits for the send lock between looks at whether the connection ended.
@@ -281,41 +285,48 @@ class WebSocketConnection(EventEmitter):
     def _progress(self) -> None:
         self._writes += 1
 
-    def _write(self, data: bytes | list[bytes]) -> None:
-        """Write ``data`` in order (the send lock is held by the caller)."""
+    def _write(self, data: bytes | Iterable[bytes]) -> None:
+        """Write ``data`` (one buffer, or pieces taken in order) under the send lock.
+
+        Pieces are taken _GROUP_PIECES at a time, so a fragmented message from
+        ``Protocol.encode_message_stream`` is masked just ahead of its write.
+        """
         assert self._send_lock.locked()
         sock = self._sock
+        plain = self._readpath.plain
+        pieces = iter((data,)) if isinstance(data, bytes) else iter(data)
         try:
-            if isinstance(data, bytes):
-                data = [data]
-            if len(data) > 1 and self._readpath.plain:
-                # Many pieces (a fragmented message) on a plain socket: scatter-gather
-                # writes, no copy into one buffer.
-                _sendmsg_all(sock, data, self._progress)
-                return
-            # One piece, or many on a TLS stream: a few large writes, not one a frame,
-            # each at most _WRITE_SLICE (progress for keepalive).
-            batch: list[bytes] = []
-            size = 0
-            for chunk in data:
-                if len(chunk) > _WRITE_SLICE:
-                    if batch:
-                        sock.sendall(b"".join(batch))
-                        batch, size = [], 0
-                    view = memoryview(chunk)
-                    for start in range(0, len(view), _WRITE_SLICE):
-                        sock.sendall(view[start : start + _WRITE_SLICE])
-                        self._writes += 1
+            while True:
+                group = list(islice(pieces, _GROUP_PIECES))
+                if not group:
+                    return
+                if len(group) > 1 and plain:
+                    # Many pieces on a plain socket: scatter-gather writes, no copy.
+                    _sendmsg_all(sock, group, self._progress)
                     continue
-                batch.append(chunk)
-                size += len(chunk)
-                if size >= _WRITE_SLICE:
-                    sock.sendall(b"".join(batch))
+                # One piece, or many on a TLS stream: a few large writes, not one a frame,
+                # each at most _WRITE_SLICE (progress for keepalive).
+                batch: list[bytes] = []
+                size = 0
+                for chunk in group:
+                    if len(chunk) > _WRITE_SLICE:
+                        if batch:
+                            sock.sendall(b"".join(batch))
+                            batch, size = [], 0
+                        view = memoryview(chunk)
+                        for start in range(0, len(view), _WRITE_SLICE):
+                            sock.sendall(view[start : start + _WRITE_SLICE])
+                            self._writes += 1
+                        continue
+                    batch.append(chunk)
+                    size += len(chunk)
+                    if size >= _WRITE_SLICE:
+                        sock.sendall(b"".join(batch))
+                        self._writes += 1
+                        batch, size = [], 0
+                if batch:
+                    sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
                     self._writes += 1
-                    batch, size = [], 0
-            if batch:
-                sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
-                self._writes += 1
         except OSError as exc:
             raise self._send_failed(exc) from exc
 
@@ -357,7 +368,7 @@ class WebSocketConnection(EventEmitter):
             proto = self._protocol
             if proto.close_sent is not None or self._finished or self._aborted:
                 raise self._closed_error()
-            frames = proto.encode_message(data)
+            frames = proto.encode_message_stream(data)
             if type(frames) is bytes and len(frames) <= _WRITE_SLICE:
                 try:
                     self._sock.sendall(frames)
@@ -366,6 +377,58 @@ class WebSocketConnection(EventEmitter):
                 self._writes += 1
             else:
                 self._write(frames)
+        finally:
+            lock.release()
+
+    def send_many(self, messages: Iterable[str | bytes | bytearray | memoryview]) -> None:
+        """Send several messages, in order, with as few writes as possible.
+
+        Each item is one message, as :meth:`send` would send it (text for ``str``, binary
+        for bytes-like). The whole batch is written under the send lock: no other thread's
+        message lands between two of its messages. Flushing rule: consecutive small frames
+        are joined into one write as they are encoded, and the buffer is written whenever
+        it reaches 256 KiB, before a fragmented message, and at the end — every message is
+        written (handed to the kernel) when ``send_many`` returns.
+
+        Publishing 100 small messages this way costs one system call instead of 100.
+
+        Raises:
+            TypeError: an item is neither str nor bytes-like (checked before anything is
+                sent: then nothing of the batch is sent).
+            ConnectionClosed: as :meth:`send`; messages before the failing write may have
+                been sent.
+        """
+        batch = list(messages)
+        for item in batch:
+            if not isinstance(item, (str, bytes, bytearray, memoryview)):
+                raise TypeError(f"send_many() takes str or bytes-like items, not {type(item).__name__}")
+        if not batch:
+            return
+        lock = self._send_lock
+        if not lock.acquire(blocking=False):
+            self._lock_send(None)
+        try:
+            proto = self._protocol
+            if proto.close_sent is not None or self._finished or self._aborted:
+                raise self._closed_error()
+            encode = proto.encode_message_stream
+            pending: list[bytes] = []
+            size = 0
+            for item in batch:
+                frames = encode(item)
+                if type(frames) is bytes:
+                    pending.append(frames)
+                    size += len(frames)
+                    if size < _WRITE_SLICE:
+                        continue
+                    frames = b""
+                if pending:
+                    self._write(b"".join(pending) if len(pending) > 1 else pending[0])
+                    pending, size = [], 0
+                if frames:
+                    self._write(frames)
+            if pending:
+                self._write(b"".join(pending) if len(pending) > 1 else pending[0])
         finally:
             lock.release()
 
