@@ -24,6 +24,7 @@ from .exceptions import PayloadTooBig, ProtocolError
 from .frames import (
     _LOW_MASKS,
     _REPUNITS,
+    MASK_IMPLEMENTATION,
     Frame,
     Opcode,
     encode_close_payload,
@@ -46,6 +47,11 @@ _from_bytes = int.from_bytes
 _SMALL_HEADERS = {
     op: tuple((0x80 | op) | ((0x80 | n) << 8) for n in range(126)) for op in (1, 2)
 }
+# The same two bytes as ``bytes``, for the short path with the C masking function: header +
+# key + mask(payload) took 354-384 ns for 16-125 bytes against 698-974 ns for the integer
+# form (timeit, 200k calls); without the C extension the integer form is the faster one.
+_SMALL_HEAD_BYTES = {op: tuple(h.to_bytes(2, "little") for h in heads) for op, heads in _SMALL_HEADERS.items()}
+_C_MASK = MASK_IMPLEMENTATION == "c"
 
 # A frame whose payload is not complete in the buffer and is at least this large is
 # collected in a list of chunks (joined once) instead of re-concatenating the buffer.
@@ -542,6 +548,9 @@ class Protocol:
             if not keys:
                 keys = self._refill_keys()
             k = keys.pop()
+            if _C_MASK:
+                key = k.to_bytes(4, "little")
+                return _SMALL_HEAD_BYTES[opcode][n] + key + mask_payload(payload, key)
             return (
                 _SMALL_HEADERS[opcode][n]
                 | (k << 16)

@@ -308,3 +308,21 @@ def test_a_user_close_frame_closes_our_side() -> None:
     p.encode_frame(Frame(Opcode.CLOSE, b"\x03\xe8"))
     assert p.close_sent == (1000, "")
     assert p.state is State.CLOSING
+
+
+@pytest.mark.parametrize("payload", ["", "a", "héllo wörld" * 5, b"\x00\xff" * 62, b"x" * 125])
+@pytest.mark.parametrize("k", [0, 0x01020304, 0xDEADBEEF])
+def test_small_frame_forms_agree(payload: str | bytes, k: int) -> None:
+    """The short path's two forms (bytes + C mask, or one integer) give the same frame."""
+    from wsclient import protocol as P
+    from wsclient.frames import _py_mask_payload
+
+    data = payload.encode() if isinstance(payload, str) else payload
+    opcode, n, key = (1 if isinstance(payload, str) else 2), len(data), k.to_bytes(4, "little")
+    as_bytes = P._SMALL_HEAD_BYTES[opcode][n] + key + _py_mask_payload(data, key)
+    masked = (int.from_bytes(data, "little") ^ k * P._REPUNITS[n]) & P._LOW_MASKS[n]
+    as_int = (P._SMALL_HEADERS[opcode][n] | (k << 16) | (masked << 48)).to_bytes(n + 6, "little")
+    assert as_bytes == as_int
+    # Unmasked again (and the MASK bit cleared, as a server would send it), it reads back.
+    unmasked = bytes([as_bytes[0], as_bytes[1] & 0x7F]) + _py_mask_payload(as_bytes[6:], key)
+    assert Protocol().receive_data(unmasked) == [payload]
