@@ -128,7 +128,8 @@ def test_drop_ends_a_blocked_send_at_once(raw_server: Any, transport: dict[str, 
 def test_keepalive_fails_a_peer_that_stopped_reading_while_a_send_is_blocked(
     raw_server: Any, transport: dict[str, Any], release: threading.Event
 ) -> None:
-    interval, timeout = 0.4, 0.4
+    # The interval is long enough that one interval late (the old sampling) is caught.
+    interval, timeout = 2.0, 0.5
     server = raw_server([wait(release, 30)], recv_buffer=4096, **transport["server"])
     ws = wsclient.connect(
         server.url(), ping_interval=interval, ping_timeout=timeout, close_timeout=CLOSE_TIMEOUT, **transport["client"]
@@ -141,8 +142,10 @@ def test_keepalive_fails_a_peer_that_stopped_reading_while_a_send_is_blocked(
         time.sleep(0.01)
     threads[0].join(0)
     assert not threads[0].is_alive(), "keepalive never ended the blocked send"
-    # Blocked from (about) the start; noticed at the next keepalive round at the latest.
-    assert ended[0] - start < 2 * interval + timeout + SLACK
+    # Blocked from (about) the start: failed once nothing was written for
+    # ping_interval + ping_timeout (keepalive looks every 0.25 s while a write is stuck),
+    # and not before.
+    assert interval + timeout - 0.1 <= ended[0] - start < interval + timeout + 0.25 + 1.0
     assert isinstance(errors[0], wsclient.ConnectionClosedError)
     assert errors[0].code == 1011
     finish_within(ws.close, 10)
