@@ -409,6 +409,9 @@ def test_os_settings_when_no_variable_is_set(monkeypatch: pytest.MonkeyPatch) ->
     import urllib.request
 
     _clear_proxy_env(monkeypatch)
+    # As on Windows/macOS, where urllib reads the OS settings (elsewhere it reads only the
+    # environment, which the selection has consulted already).
+    monkeypatch.setattr("wsclient.proxy.selection.sys.platform", "darwin")
     monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": "http://osproxy:8080"})
     monkeypatch.setattr(urllib.request, "proxy_bypass", lambda host: host == "intranet")
     chosen = select(WSS, proxies=None, trust_env=True, request_proxy=None)
@@ -420,3 +423,12 @@ def test_os_settings_when_no_variable_is_set(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HTTPS_PROXY", "http://envproxy:1")
     assert select(WSS, proxies=None, trust_env=True, request_proxy=None).proxy == ProxyURL("http", "envproxy", 1)
     assert select(WSS, proxies=None, trust_env=False, request_proxy=None).candidates == (None,)
+
+
+def test_os_settings_are_not_read_where_urllib_reads_only_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setattr("wsclient.proxy.selection.sys.platform", "linux")
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: pytest.fail("getproxies() read on Linux"))
+    assert select(WSS, proxies=None, trust_env=True, request_proxy=None).candidates == (None,)
