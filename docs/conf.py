@@ -20,7 +20,7 @@ import wsclient  # noqa: E402
 
 project = "wsclient"
 author = "the wsclient authors"
-copyright = "the wsclient authors, MIT License"  # noqa: A001
+copyright = "the wsclient authors, MIT License"
 release = wsclient.__version__
 version = ".".join(release.split(".")[:2])
 
