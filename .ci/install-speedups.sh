@@ -18,5 +18,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
+# Python 3.12+ venvs come without setuptools; setup.py needs it.
+"$PY" -c "import setuptools" >/dev/null 2>&1 || "$PY" -m pip install --quiet setuptools
 WSCLIENT_SPEEDUPS=1 "$PY" setup.py -q build_ext --inplace
 "$PY" -c "import wsclient._speedups"
