@@ -6,7 +6,6 @@ TCP (:func:`open_tcp`: DNS and TCP as separate, traced stages, with the socket o
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -148,6 +147,18 @@ def tcp_socket_options(
     return opts
 
 
+def _literal_family(host: str) -> int | None:
+    """``AF_INET`` or ``AF_INET6`` for an IP address (an IPv6 one may carry a zone), None for
+    a host name. ``inet_pton`` answers in about 0.3 us, ``ipaddress.ip_address`` in about 8."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host.partition("%")[0])
+        except (OSError, ValueError):
+            continue
+        return family
+    return None
+
+
 def _resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any]:
     """``getaddrinfo`` within ``timeout``.
 
@@ -156,12 +167,11 @@ def _resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any
     ``UnreachableTimeout`` and the thread ends when the resolver returns. IP literals (and no
     timeout) resolve inline: no thread, no cost.
     """
-    try:
-        ipaddress.ip_address(host.partition("%")[0])
-        literal = True
-    except ValueError:
-        literal = False
-    if literal or timeout is None:
+    family = _literal_family(host)
+    if family == socket.AF_INET:
+        # Nothing to look up: the address as getaddrinfo() would give it, without its ~7 us.
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    if family is not None or timeout is None:
         return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     outcome: list[Any] = []
     done = threading.Event()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._net import Deadline, Trace, map_errors
 from ._redact import mask_text
-from .config import ClientConfig
+from .config import ClientConfig, config_for
 from .connection import WebSocketConnection
 from .events import EventEmitter
 from .exceptions import (
@@ -92,7 +92,7 @@ class WebSocketClient(EventEmitter):
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         if config is None:
-            config = ClientConfig(**options)
+            config = config_for(options)
         elif options:
             config = dataclasses.replace(config, **options)
         self.config = config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 __all__ = ["ClientConfig", "default_user_agent"]
 
 
+@functools.cache
 def default_user_agent() -> str:
     """``wsclient/<version> Python/<major.minor>``: what gateways and WAFs see by default."""
     import sys
@@ -117,4 +119,35 @@ class ClientConfig:
     @classmethod
     def option_names(cls) -> frozenset[str]:
         """The names accepted as keyword options."""
-        return frozenset(f.name for f in dataclasses.fields(cls))
+        names: frozenset[str] | None = cls.__dict__.get("_option_names")
+        if names is None:
+            names = frozenset(f.name for f in dataclasses.fields(cls))
+            type.__setattr__(cls, "_option_names", names)
+        return names
+
+
+# ``wsclient.connect(url, **options)`` builds a client, and so a config, per call: the same
+# few option sets come back, and validating one costs about 20 us. Keyed by each value's
+# type too, so that ``True`` never stands for ``1`` (they are equal and hash alike).
+_CACHE: dict[tuple[tuple[str, type, Any], ...], ClientConfig] = {}
+_CACHE_SIZE = 32
+
+
+def config_for(options: dict[str, Any]) -> ClientConfig:
+    """A validated :class:`ClientConfig` for keyword ``options`` (shared when seen before).
+
+    Raises:
+        ValueError: an option value is invalid.
+        TypeError: an option name is unknown.
+    """
+    try:
+        key = tuple(sorted((name, type(value), value) for name, value in options.items()))
+        config = _CACHE.get(key)
+    except TypeError:  # an unhashable value (a tls_options dict): no sharing
+        return ClientConfig(**options)
+    if config is None:
+        config = ClientConfig(**options)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = config
+    return config

@@ -52,3 +52,24 @@ def test_frozen() -> None:
     assert c.compression is None
     with pytest.raises(AttributeError):
         c.close_timeout = 1  # type: ignore[misc]
+
+
+def test_shared_configs_never_confuse_equal_values_of_other_types() -> None:
+    from wsclient.client import WebSocketClient
+
+    assert WebSocketClient(max_queue=1).config.max_queue == 1
+    # True == 1 and hash(True) == hash(1): a cache keyed by value alone would hand back the
+    # valid config of max_queue=1 instead of refusing the bool.
+    with pytest.raises(ValueError, match="max_queue"):
+        WebSocketClient(max_queue=True)
+    assert WebSocketClient(close_timeout=1).config == WebSocketClient(close_timeout=1.0).config
+    # The same options give the same (immutable) config; other options another one.
+    assert WebSocketClient(max_queue=7).config is WebSocketClient(max_queue=7).config
+    assert WebSocketClient(max_queue=8).config.max_queue == 8
+
+
+def test_unhashable_option_values_still_work() -> None:
+    from wsclient.client import WebSocketClient
+
+    config = WebSocketClient(tls_options={"check_hostname": False}).config
+    assert config.tls_options == {"check_hostname": False}

@@ -34,3 +34,17 @@ def test_invalid(url: object) -> None:
     with pytest.raises(InvalidURL) as info:
         parse_uri(url)  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
+
+
+def test_parsed_urls_are_shared_but_credentials_never_cached() -> None:
+    from wsclient import uri as uri_module
+
+    assert parse_uri("ws://cache.example/a") is parse_uri("ws://cache.example/a")
+    before = uri_module._parse_cached.cache_info().currsize
+    secret = parse_uri("ws://user:s3cret@cache.example/")
+    assert secret.user_info == ("user", "s3cret")
+    assert uri_module._parse_cached.cache_info().currsize == before
+    # A failure is raised every time, never remembered as a result.
+    for _ in range(2):
+        with pytest.raises(InvalidURL):
+            parse_uri("http://cache.example/")
