@@ -15,7 +15,6 @@ import codecs
 import enum
 import logging
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,12 @@ __all__ = ["Close", "Event", "Failure", "Ping", "Pong", "Protocol", "State"]
 logger = logging.getLogger("wsclient.protocol")
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-_unpack_keys = struct.Struct("<256I").unpack
+# Masking keys come from the OS CSPRNG in batches, kept as bytes and taken 4 at a time: a
+# list of 256 ints held about 10 KiB per connection that had sent anything (1,000
+# connections: 10 MB); 1 KiB of bytes holds the same keys. The first batch is small, since
+# many connections send only a few frames (connect + close sends one).
+_FIRST_KEY_BYTES = 64
+_KEY_BYTES = 1024
 _from_bytes = int.from_bytes
 # First two bytes of a small masked frame (FIN, opcode; MASK, length) as a little-endian int.
 _SMALL_HEADERS = {
@@ -114,7 +118,7 @@ class Protocol:
     # Slots: a connection holds one Protocol for its life; about 200 bytes less each than a
     # __dict__ (1,000 connections: benchmarks/ scale-1000).
     __slots__ = (
-        "_buf", "_collect", "_discard", "_keys", "_msg_compressed", "_msg_decoder", "_msg_opcode",
+        "_buf", "_collect", "_discard", "_key_at", "_key_buf", "_msg_compressed", "_msg_decoder", "_msg_opcode",
         "_msg_parts", "_msg_size", "_out", "_probe", "_small_max", "assemble_fragments",
         "close_queued", "close_received", "close_sent", "deflate", "eof", "failed", "failure",
         "fragmentation_threshold", "mask", "max_frame_size", "max_message_size", "state",
@@ -152,7 +156,8 @@ class Protocol:
 
         self._buf = bytes(initial_data)
         self._out: list[bytes] = []
-        self._keys: list[int] = []  # unused masking keys, drawn 256 at a time
+        self._key_buf = b""  # masking keys not yet used start at _key_at
+        self._key_at = 0
         # Largest message encode_message() serialises on its short path (one frame, 7-bit
         # length, masked, uncompressed); -1 turns the short path off.
         small = min(125, fragmentation_threshold or 125)
@@ -506,15 +511,21 @@ class Protocol:
 
     # ------------------------------------------------------------------ send side
 
-    def _refill_keys(self) -> list[int]:
-        """256 fresh 32-bit masking keys from the OS CSPRNG (one 1 KiB read)."""
-        self._keys = list(_unpack_keys(os.urandom(1024)))
-        return self._keys
+    def _refill_keys(self) -> bytes:
+        """A fresh batch of masking keys from the OS CSPRNG (see _KEY_BYTES)."""
+        buf = self._key_buf = os.urandom(_KEY_BYTES if self._key_buf else _FIRST_KEY_BYTES)
+        self._key_at = 0
+        return buf
 
     def _mask_key(self) -> bytes:
         """A fresh 4-byte masking key (as it goes on the wire)."""
-        keys = self._keys or self._refill_keys()
-        return keys.pop().to_bytes(4, "little")
+        at = self._key_at
+        buf = self._key_buf
+        if at >= len(buf):
+            buf = self._refill_keys()
+            at = 0
+        self._key_at = at + 4
+        return buf[at : at + 4]
 
     def _encode(self, opcode: int, payload: bytes | memoryview, fin: bool, rsv1: bool) -> bytes:
         first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
@@ -553,13 +564,16 @@ class Protocol:
         if n <= self._small_max:
             # The common small message as one integer, little-endian from the first byte:
             # the two header bytes, the 32-bit key, then the payload XOR the key repeated.
-            keys = self._keys
-            if not keys:
-                keys = self._refill_keys()
-            k = keys.pop()
+            at = self._key_at
+            buf = self._key_buf
+            if at >= len(buf):
+                buf = self._refill_keys()
+                at = 0
+            self._key_at = at + 4
+            key = buf[at : at + 4]
             if _C_MASK:
-                key = k.to_bytes(4, "little")
                 return _SMALL_HEAD_BYTES[opcode][n] + key + mask_payload(payload, key)
+            k = _from_bytes(key, "little")
             return (
                 _SMALL_HEADERS[opcode][n]
                 | (k << 16)

@@ -326,3 +326,16 @@ def test_small_frame_forms_agree(payload: str | bytes, k: int) -> None:
     # Unmasked again (and the MASK bit cleared, as a server would send it), it reads back.
     unmasked = bytes([as_bytes[0], as_bytes[1] & 0x7F]) + _py_mask_payload(as_bytes[6:], key)
     assert Protocol().receive_data(unmasked) == [payload]
+
+
+def test_masking_keys_fresh_per_frame_and_held_compactly() -> None:
+    proto = Protocol()
+    keys = []
+    for i in range(600):  # past the first small batch and past one full batch
+        frame = proto.encode_message(b"x" * (i % 40))
+        assert isinstance(frame, bytes)
+        keys.append(frame[2:6])
+    # 600 random 32-bit keys: a repeat would mean a key was reused (chance ~4e-5).
+    assert len(set(keys)) == len(keys)
+    # The unused keys are held as bytes (at most one 1 KiB batch), not as a list of ints.
+    assert isinstance(proto._key_buf, bytes) and len(proto._key_buf) <= 1024
