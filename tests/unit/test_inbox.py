@@ -145,3 +145,28 @@ def test_has_getters() -> None:
     inbox.put(["x"], wait=False)
     thread.join(2)
     assert not inbox.has_getters
+
+
+def test_a_waiting_putter_is_woken_once_not_per_message() -> None:
+    inbox = Inbox(4)
+    thread, out = _in_thread(lambda: inbox.put([str(i) for i in range(10)]))
+    deadline = time.monotonic() + 5
+    while not inbox._putter_waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert inbox._putter_waiting
+    wakes = 0
+    real_notify_all = inbox._cond.notify_all
+
+    def counting_notify_all() -> None:
+        nonlocal wakes
+        wakes += 1
+        real_notify_all()
+
+    inbox._cond.notify_all = counting_notify_all  # type: ignore[method-assign]
+    got = [inbox.get_nowait() for _ in range(10)]
+    assert got == [str(i) for i in range(10)]
+    thread.join(5)
+    assert out == [None]
+    # Room appeared at the 7th message; the later ones must not wake the putter again
+    # (it may not have run yet: each extra wake cost a lock round per message).
+    assert wakes == 1
