@@ -112,8 +112,7 @@ class WebSocketConnection(EventEmitter):
         self._close_lock = threading.Lock()
         # Guards _reader_state (starting the reader thread, or claiming its work instead).
         self._start_lock = threading.Lock()
-        # Guards the park's deadline: the reader thread waits on it while a consumer reads
-        # directly (see wsclient._direct).
+        # The reader thread waits on it (its own lock) while a consumer reads directly.
         self._park = Park()
 
         self._inbox = Inbox(config.max_queue)
