@@ -818,4 +818,3 @@ class WebSocketConnection(EventEmitter):
             _fork.raw_socket(self._sock).close()  # the child's descriptor only
         except OSError:
             pass
-
