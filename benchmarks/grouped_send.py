@@ -37,8 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("websocket-client", "wsclient", "wsclient-grouped")
 
 
+def _no_progress() -> None:
+    pass
+
+
 def _grouped_sender(ws: Any, group: int) -> Callable[[bytes], None]:
-    from wsclient.connection import _sendmsg_all
+    from wsclient._writer import sendmsg_all
     from wsclient.frames import encode_header, mask_payload
 
     proto = ws._protocol
@@ -60,10 +64,10 @@ def _grouped_sender(ws: Any, group: int) -> Callable[[bytes], None]:
                 first = 0
                 start = stop
                 if len(pieces) >= 2 * group:
-                    _sendmsg_all(ws._sock, pieces)
+                    sendmsg_all(ws._sock, pieces, _no_progress)
                     pieces = []
             if pieces:
-                _sendmsg_all(ws._sock, pieces)
+                sendmsg_all(ws._sock, pieces, _no_progress)
 
     return send
 

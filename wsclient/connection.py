@@ -2,8 +2,11 @@
 
 The parts live elsewhere: :mod:`wsclient.protocol` owns every protocol and closing state,
 :mod:`wsclient._readpath` is the one place that reads the socket, :mod:`wsclient.inbox` is
-the bounded message queue. This module wires them to one reader thread, the shared timer
-thread (:mod:`wsclient._timer`: close timeouts, keepalive) and the callers' threads.
+the bounded message queue, :mod:`wsclient._writer` owns the send lock and the writes,
+:mod:`wsclient._direct` lets a consumer read the socket itself, :mod:`wsclient._keepalive`
+pings, :mod:`wsclient._fork` detaches a fork child. This module wires them to one reader
+thread, the shared timer thread (:mod:`wsclient._timer`: close timeouts, keepalive) and the
+callers' threads.
 
 Every wait has a bound (see docs/threads.md): writes that only the application makes wait
 for the send lock until the connection ends, writes the library makes by itself (pongs, the
@@ -15,17 +18,18 @@ down (``drop()``, keepalive, or ``close()`` after ``close_timeout``).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from . import _timer
-from ._readpath import ReadPath, wait_writable
+from . import _direct, _fork, _timer
+from ._direct import READ_SOMETHING, Park, can_read_directly, read_direct
+from ._keepalive import Keepalive
+from ._readpath import ReadPath
+from ._writer import WRITE_SLICE as _WRITE_SLICE
+from ._writer import Writer
 from .events import EventEmitter
 from .exceptions import ConnectionClosed, ConnectionClosedError, closed_exception
 from .frames import Frame, encode_close_payload, is_valid_close_code
@@ -40,37 +44,12 @@ __all__ = ["WebSocketConnection"]
 
 logger = logging.getLogger("wsclient.connection")
 
-#: Let a consumer waiting in ``recv()`` read a plain TCP socket itself (see
-#: :meth:`WebSocketConnection._read_direct`). Tests turn it off to check the other path.
-DIRECT_READS = True
-# While a consumer reads directly, the reader thread leaves the socket to it for this long
-# after its last read: pings and the peer's close are then handled at most this late when
-# nobody is in recv(). Direct reads save a thread hand-off per message: 10k echo round
-# trips of 16 B took 0.45-0.51 s with them and 0.83-1.01 s without (3 runs each, same
-# machine, DIRECT_READS on/off); this is the only place that decides them.
-_PARK = 0.05
 # The reader thread starts this long after the opening if nothing needed it earlier, so a
 # connection opened and closed at once costs no thread (connect + close: its close then
 # runs on the caller's thread).
 _LAZY_START = 0.01
-# Large writes go out in slices of this size so that keepalive sees progress on a slow but
-# live peer (a slice written is a sign of life).
-_WRITE_SLICE = 1 << 18
-_IOV_BATCH = 64  # pieces per sendmsg() call (well under IOV_MAX)
-# Pieces taken from a message's frames per write: 16 fragments (header + payload each), 256 KiB
-# at the default 16 KiB fragmentation threshold (see Protocol.encode_message_stream).
-_GROUP_PIECES = 32
-# How often keepalive looks again while a blocked write keeps it from sending its ping.
-_STALL_POLL = 0.25
 # Stamps the last write (keepalive's sign of life): about 40 ns a send, against a ~3 us send.
 _monotonic = time.monotonic
-# How long a sender waits for the send lock between looks at whether the connection ended.
-_SEND_LOCK_POLL = 0.1
-
-# _read_direct read something, but no message to return.
-_READ_SOMETHING: Any = object()
-# Connections of this process, for the fork handler (weak: never keeps one alive).
-_live: weakref.WeakSet[WebSocketConnection] = weakref.WeakSet()
 
 
 def _check_close_args(code: Any, reason: Any) -> None:
@@ -82,34 +61,6 @@ def _check_close_args(code: Any, reason: Any) -> None:
     if not is_valid_close_code(code):
         raise ValueError(f"close code {code} may not be sent (RFC 6455 section 7.4)")
     encode_close_payload(code, reason)  # the reason: at most 123 bytes of UTF-8
-
-
-def _sendmsg_all(sock: socket.socket, pieces: list[bytes], progress: Callable[[], None]) -> None:
-    """Write every piece, in order, with as few ``sendmsg`` calls as the kernel allows."""
-    views = [memoryview(p) for p in pieces]
-    i = 0
-    count = len(views)
-    while i < count:
-        sent = sock.sendmsg(views[i : i + _IOV_BATCH])
-        progress()
-        while sent:
-            size = len(views[i])
-            if sent >= size:
-                sent -= size
-                i += 1
-            else:
-                views[i] = views[i][sent:]
-                sent = 0
-
-
-def _raw_socket(sock: Any) -> Any:
-    """The OS-level socket under a TLS or proxy stream wrapper (for the fork child)."""
-    while not isinstance(sock, socket.socket):
-        inner = getattr(sock, "_sock", None)
-        if inner is None:
-            break
-        sock = inner
-    return sock
 
 
 class WebSocketConnection(EventEmitter):
@@ -151,9 +102,6 @@ class WebSocketConnection(EventEmitter):
         self.close_code: int | None = None
         self.close_reason: str | None = None
 
-        # Serialises writes to the socket, so that the frames of one message never
-        # interleave with another's; held across sendall (see _lock_send for the bounds).
-        self._send_lock = threading.Lock()
         # Guards the protocol's closing state: held around receive_data and every closing
         # call (send_close, fail, data_to_send), never across I/O.
         self._proto_lock = threading.Lock()
@@ -164,13 +112,16 @@ class WebSocketConnection(EventEmitter):
         self._close_lock = threading.Lock()
         # Guards _reader_state (starting the reader thread, or claiming its work instead).
         self._start_lock = threading.Lock()
-        # Guards _park_until: the reader thread waits on it while a consumer reads directly.
-        self._park = threading.Condition(threading.Lock())
+        # The reader thread waits on it (its own lock) while a consumer reads directly.
+        self._park = Park()
 
         self._inbox = Inbox(config.max_queue)
         self._readpath = ReadPath(sock, protocol, self._proto_lock, self._inbox)
-        self._direct = DIRECT_READS and self._readpath.plain
-        self._park_until = 0.0
+        self._writer = Writer(sock, self._readpath.plain)
+        # The writer's send lock (serialises writes; held across sendall), cached here for
+        # send()'s fast path, which writes inline with it and self._sock.
+        self._send_lock = self._writer.lock
+        self._direct = _direct.DIRECT_READS and self._readpath.plain
         self._message_listeners: list[Any] = []
         self._reader_state = 0  # 0: not started, 1: started, 2: never (closed inline)
         self._opened = False  # _start() was called
@@ -182,13 +133,11 @@ class WebSocketConnection(EventEmitter):
         # Keepalive (timer thread): when the peer last showed life (a write of ours
         # completed, or a pong arrived); a plain float store, no lock needed.
         self._alive_at = 0.0
-        self._ping_payload: bytes | None = None
-        self._ping_sent = 0.0
-        self._next_ping = 0.0
+        self._keepalive: Keepalive | None = None  # made by _start() if ping_interval is set
         self._reader = threading.Thread(
             target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True
         )
-        _live.add(self)
+        _fork.track(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -207,8 +156,8 @@ class WebSocketConnection(EventEmitter):
         interval = self._config.ping_interval
         if interval is not None:
             now = time.monotonic()
-            self._next_ping = now + interval
             self._alive_at = now
+            self._keepalive = Keepalive(self, now + interval)
             self._schedule(interval, self._keepalive)
 
     def _ensure_reader(self, force: bool = False) -> None:
@@ -262,7 +211,7 @@ class WebSocketConnection(EventEmitter):
     def _listeners_changed(self, event: str) -> None:
         if event == "message":
             self._message_listeners = self.listeners("message")
-        self._unpark()  # listeners run on the reader thread: it takes the socket back
+        self._park.unpark()  # listeners run on the reader thread: it takes the socket back
         self._ensure_reader()
 
     # ------------------------------------------------------------------ sending
@@ -274,59 +223,22 @@ class WebSocketConnection(EventEmitter):
         once the connection is aborted or finished: the holder's write is then being
         ended by the shutdown, and nobody waits on a dead connection.
         """
-        lock = self._send_lock
-        if timeout is not None:
-            return lock.acquire(timeout=timeout) if timeout > 0 else lock.acquire(blocking=False)
-        while not lock.acquire(timeout=_SEND_LOCK_POLL):
-            if self._aborted or self._finished:
-                raise self._closed_error()
-        return True
+        if self._writer.acquire(timeout, self._ended):
+            return True
+        if timeout is None:
+            raise self._closed_error()
+        return False
+
+    def _ended(self) -> bool:
+        return self._aborted or self._finished
 
     def _progress(self) -> None:
         self._alive_at = _monotonic()
 
     def _write(self, data: bytes | Iterable[bytes]) -> None:
-        """Write ``data`` (one buffer, or pieces taken in order) under the send lock.
-
-        Pieces are taken _GROUP_PIECES at a time, so a fragmented message from
-        ``Protocol.encode_message_stream`` is masked just ahead of its write.
-        """
-        assert self._send_lock.locked()
-        sock = self._sock
-        plain = self._readpath.plain
-        pieces = iter((data,)) if isinstance(data, bytes) else iter(data)
+        """Write ``data`` under the send lock (see :meth:`Writer.write`)."""
         try:
-            while True:
-                group = list(islice(pieces, _GROUP_PIECES))
-                if not group:
-                    return
-                if len(group) > 1 and plain:
-                    # Many pieces on a plain socket: scatter-gather writes, no copy.
-                    _sendmsg_all(sock, group, self._progress)
-                    continue
-                # One piece, or many on a TLS stream: a few large writes, not one a frame,
-                # each at most _WRITE_SLICE (progress for keepalive).
-                batch: list[bytes] = []
-                size = 0
-                for chunk in group:
-                    if len(chunk) > _WRITE_SLICE:
-                        if batch:
-                            sock.sendall(b"".join(batch))
-                            batch, size = [], 0
-                        view = memoryview(chunk)
-                        for start in range(0, len(view), _WRITE_SLICE):
-                            sock.sendall(view[start : start + _WRITE_SLICE])
-                            self._alive_at = _monotonic()
-                        continue
-                    batch.append(chunk)
-                    size += len(chunk)
-                    if size >= _WRITE_SLICE:
-                        sock.sendall(b"".join(batch))
-                        self._alive_at = _monotonic()
-                        batch, size = [], 0
-                if batch:
-                    sock.sendall(b"".join(batch) if len(batch) > 1 else batch[0])
-                    self._alive_at = _monotonic()
+            self._writer.write(data, self._progress)
         except OSError as exc:
             raise self._send_failed(exc) from exc
 
@@ -411,24 +323,10 @@ class WebSocketConnection(EventEmitter):
             proto = self._protocol
             if proto.close_sent is not None or self._finished or self._aborted:
                 raise self._closed_error()
-            encode = proto.encode_message_stream
-            pending: list[bytes] = []
-            size = 0
-            for item in batch:
-                frames = encode(item)
-                if type(frames) is bytes:
-                    pending.append(frames)
-                    size += len(frames)
-                    if size < _WRITE_SLICE:
-                        continue
-                    frames = b""
-                if pending:
-                    self._write(b"".join(pending) if len(pending) > 1 else pending[0])
-                    pending, size = [], 0
-                if frames:
-                    self._write(frames)
-            if pending:
-                self._write(b"".join(pending) if len(pending) > 1 else pending[0])
+            try:
+                self._writer.write_batch(map(proto.encode_message_stream, batch), self._progress)
+            except OSError as exc:
+                raise self._send_failed(exc) from exc
         finally:
             lock.release()
 
@@ -493,13 +391,7 @@ class WebSocketConnection(EventEmitter):
         try:
             if self._protocol.close_sent is not None or self._finished or self._aborted:
                 return False
-            if not wait_writable(self._sock, max(0.0, deadline - time.monotonic())):
-                return False
-            self._sock.sendall(make())
-            self._alive_at = _monotonic()
-            return True
-        except (OSError, ValueError):
-            return False
+            return self._writer.write_bounded(make, deadline, self._progress)
         finally:
             self._send_lock.release()
 
@@ -518,14 +410,9 @@ class WebSocketConnection(EventEmitter):
                 data = proto.data_to_send()
             if not data:
                 return True
-            if self._finished or not wait_writable(self._sock, max(0.0, deadline - time.monotonic())):
+            if self._finished:
                 return False
-            for chunk in data:
-                self._sock.sendall(chunk)
-            self._alive_at = _monotonic()
-            return True
-        except (OSError, ValueError):
-            return False
+            return self._writer.write_bounded(lambda: data, deadline, self._progress)
         finally:
             self._send_lock.release()
             if proto.close_received is not None and proto.close_sent is not None:
@@ -573,18 +460,18 @@ class WebSocketConnection(EventEmitter):
             if inbox.closed:
                 raise self._closed_error()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._can_read_directly() and self._read_lock.acquire(blocking=False):
+            if can_read_directly(self) and self._read_lock.acquire(blocking=False):
                 try:
-                    got = self._read_direct(left)
+                    got = read_direct(self, left)
                 finally:
                     self._read_lock.release()
                 if got is not None:
-                    if got is _READ_SOMETHING:
+                    if got is READ_SOMETHING:
                         continue
                     return got  # type: ignore[no-any-return]
                 if left is not None and deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no message within {timeout} seconds")
-            self._unpark()  # this consumer waits for the reader thread: it must read
+            self._park.unpark()  # this consumer waits for the reader thread: it must read
             try:
                 msg = inbox.get(left)
             except InboxClosed:
@@ -593,67 +480,6 @@ class WebSocketConnection(EventEmitter):
                 self._failure_reached()
                 continue
             return msg  # type: ignore[no-any-return]
-
-    def _can_read_directly(self) -> bool:
-        # Direct reads dispatch events on the consumer's thread, so only with no listener
-        # at all (listeners run on the reader thread), and only while open and not paused.
-        return (
-            self._direct
-            and not self._listeners
-            and not self._inbox.paused
-            and not self._aborted
-            and self._protocol.state is State.OPEN
-            and not self._protocol.eof
-        )
-
-    def _read_direct(self, timeout: float | None) -> Any:
-        """Read the socket on the consumer's thread (``_read_lock`` held): saves the
-        thread hand-off per message (echo round trips: about 2x, see _PARK).
-
-        Returns the first message read (the others go to the inbox), ``_READ_SOMETHING``
-        when the read brought no message (a partial frame, control frames: handled here),
-        or None when the socket had nothing within ``timeout`` or the stream ended (the
-        reader thread then finishes the connection).
-        """
-        self._park_until = time.monotonic() + _PARK
-        try:
-            events = self._readpath.read(timeout, whole=timeout is None)
-        except OSError:
-            self._unpark()  # the reader thread reads the error again and ends the connection
-            return None
-        if events is None:
-            return None
-        if not events:
-            if self._protocol.eof:
-                self._unpark()
-                return None
-            return _READ_SOMETHING
-        first = events[0]
-        if not self._message_listeners and (type(first) is str or type(first) is bytes):
-            if len(events) == 1:  # the common case needs no queue round trip
-                return first
-            if all(type(e) is str or type(e) is bytes for e in events):
-                self._inbox.put(events[1:], wait=False)
-                return first
-        bound = self._config.close_timeout if timeout is None else timeout
-        self._handle(events, on_reader=False, bound=bound)
-        return _READ_SOMETHING
-
-    def _unpark(self) -> None:
-        """Make the reader thread take the socket back now."""
-        if self._park_until:
-            with self._park:
-                self._park_until = 0.0
-                self._park.notify_all()
-
-    def _wait_parked(self) -> None:
-        """Reader thread: leave the socket to a consumer reading directly, until it stops."""
-        with self._park:
-            while True:
-                left = self._park_until - time.monotonic()
-                if left <= 0 or self._aborted or self._protocol.state is not State.OPEN:
-                    return
-                self._park.wait(left)
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Yield messages until the connection closes.
@@ -683,20 +509,21 @@ class WebSocketConnection(EventEmitter):
     def _run(self) -> None:
         proto = self._protocol
         readpath = self._readpath
+        park = self._park
         error: BaseException | None = None
         try:
             while not proto.eof:
                 self._inbox.wait_resumed()
-                if self._park_until:
-                    self._wait_parked()
+                if park.until:
+                    park.wait_parked(self)
                 with self._read_lock:
                     if proto.eof:
                         break
                     events = readpath.read(whole=True)
                     if events and self._direct and self._inbox.has_getters and not self._listeners:
                         # A consumer waits in recv(): once served it reads the next
-                        # messages itself, so step aside (see _read_direct).
-                        self._park_until = time.monotonic() + _PARK
+                        # messages itself, so step aside (see wsclient._direct).
+                        park.hold()
                     # Handled under the read lock, so that a consumer reading directly
                     # cannot queue later messages before these.
                     if events:
@@ -730,15 +557,15 @@ class WebSocketConnection(EventEmitter):
                 self._on_ping(ev.data, bound)
             elif t is Pong:
                 self._alive_at = _monotonic()
-                if ev.data == self._ping_payload:
-                    self._ping_payload = None
+                if self._keepalive is not None:
+                    self._keepalive.pong(ev.data)
                 self._emit("pong", ev.data)
             elif t is Close:
                 logger.debug("peer closed: %s %r", ev.code, ev.reason)
                 # Known now (recv() may raise before the TCP close ends the connection).
                 self.close_code, self.close_reason = self._protocol.close_status((ev.code, ev.reason))
                 self._inbox.release()
-                self._unpark()
+                self._park.unpark()
                 if not self._flush_close(bound):
                     self._abort_socket()
                 if self._protocol.close_sent is not None:
@@ -747,7 +574,7 @@ class WebSocketConnection(EventEmitter):
             elif t is Failure:
                 logger.debug("protocol failure: %s", ev.error)
                 self._inbox.release()  # nothing more is queued: the protocol drops input
-                self._unpark()
+                self._park.unpark()
                 self._emit("error", ev.error)
                 if self._message_listeners or not len(self._inbox):
                     self._failure_reached()
@@ -804,7 +631,7 @@ class WebSocketConnection(EventEmitter):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self._unpark()
+        self._park.unpark()
         # Shut down first: a sender blocked in sendall wakes with an error; then close
         # once it has left (it releases the send lock at once).
         self._abort_socket()
@@ -872,7 +699,7 @@ class WebSocketConnection(EventEmitter):
         with self._proto_lock:
             self._protocol.send_close(code, reason)
         self._inbox.release()  # a reader blocked on a full queue or paused must read the answer
-        self._unpark()
+        self._park.unpark()
         return self._flush_close(timeout)
 
     def _close_inline(self, code: int, reason: str, deadline: float) -> None:
@@ -955,7 +782,7 @@ class WebSocketConnection(EventEmitter):
         self._flush_close(0)
         self._abort_socket()
         self._inbox.release()
-        self._unpark()
+        self._park.unpark()
 
     def _abort_socket(self) -> None:
         """Shut the socket down: blocked reads and writes on it end at once."""
@@ -963,47 +790,6 @@ class WebSocketConnection(EventEmitter):
             self._sock.shutdown(socket.SHUT_RDWR)
         except (OSError, ValueError):
             pass
-
-    # ------------------------------------------------------------------ keepalive
-
-    def _keepalive(self) -> None:
-        """Timer thread: ping every ``ping_interval``; fail the connection (1011) when a
-        ping is not answered within ``ping_timeout``, or when nothing could be written
-        and no pong came for ``ping_interval + ping_timeout`` (a write blocked on a peer
-        that stopped reading). Never waits."""
-        proto = self._protocol
-        if self._finished or self._aborted or proto.state is not State.OPEN:
-            return
-        interval = self._config.ping_interval
-        timeout = self._config.ping_timeout
-        assert interval is not None
-        now = time.monotonic()
-        stalled = False
-        if self._ping_payload is not None:
-            if timeout is not None and now - self._ping_sent >= timeout:
-                return self._keepalive_failed("keepalive ping timeout")
-        elif now >= self._next_ping:
-            payload = os.urandom(4)
-            self._ping_payload = payload  # before writing: the pong may come back at once
-            if self._write_control(lambda: proto.encode_ping(payload), 0):
-                self._ping_sent = now
-                self._next_ping = now + interval
-            else:
-                self._ping_payload = None
-                stalled = True
-                if timeout is not None and now - self._alive_at >= interval + timeout:
-                    return self._keepalive_failed("keepalive: nothing written for ping_interval + ping_timeout")
-        wake = self._next_ping
-        if self._ping_payload is not None and timeout is not None:
-            wake = min(wake, self._ping_sent + timeout)
-        if stalled:
-            wake = min(wake, now + min(_STALL_POLL, interval))
-        self._schedule(max(0.001, wake - now), self._keepalive)
-
-    def _keepalive_failed(self, reason: str) -> None:
-        logger.info("%s: failing the connection (1011)", reason)
-        self._abort(1011, reason)
-        self._ensure_reader(force=True)  # the reader thread finishes the connection
 
     # ------------------------------------------------------------------ fork
 
@@ -1015,12 +801,12 @@ class WebSocketConnection(EventEmitter):
         self._finished = True
         self._aborted = True
         # A lock held by a parent thread at the fork stays held in the child: fresh ones.
-        self._send_lock = threading.Lock()
+        self._send_lock = self._writer.lock = threading.Lock()
         self._proto_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self._park = threading.Condition(threading.Lock())
+        self._park = Park()
         self._inbox = Inbox(self._config.max_queue)
         self._inbox.close()
         self._reader_state = 2
@@ -1029,18 +815,6 @@ class WebSocketConnection(EventEmitter):
         if self.close_code is None:
             self.close_code, self.close_reason = 1006, "connection inherited from the parent process"
         try:
-            _raw_socket(self._sock).close()  # the child's descriptor only
+            _fork.raw_socket(self._sock).close()  # the child's descriptor only
         except OSError:
             pass
-
-
-def _after_fork_in_child() -> None:
-    for conn in list(_live):
-        try:
-            conn._inherited_by_child()
-        except Exception:  # never break the child's start
-            logger.exception("could not detach an inherited connection")
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

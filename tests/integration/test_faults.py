@@ -30,7 +30,7 @@ from rawserver import (
 )
 
 import wsclient
-from wsclient import connection as connection_module
+from wsclient import _direct
 
 SLACK = 1.5
 CLOSE_TIMEOUT = 1.0
@@ -46,7 +46,7 @@ def transport(request: pytest.FixtureRequest, server_tls: Any, ca_path: str) -> 
 
 @pytest.fixture(params=[True, False], ids=["direct-reads", "reader-only"])
 def direct_reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    monkeypatch.setattr(connection_module, "DIRECT_READS", request.param)
+    monkeypatch.setattr(_direct, "DIRECT_READS", request.param)
     return bool(request.param)
 
 
