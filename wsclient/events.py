@@ -18,6 +18,8 @@ class EventEmitter:
     """Listeners by event name. Subclasses set ``EVENTS`` to the names they emit."""
 
     EVENTS: frozenset[str] = frozenset()
+    # Slots here too, or a subclass with slots would still carry a __dict__.
+    __slots__ = ("_listeners", "_listeners_lock")
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
