@@ -1,9 +1,17 @@
 /*
- * Optional C accelerator for wsclient: WebSocket masking (RFC 6455 section 5.3).
+ * Optional C accelerator for wsclient, two functions; wsclient falls back to pure Python
+ * for each when this module is not built (see docs/benchmarks.md for what they change):
  *
- * One function, mask(data, key) -> bytes: octet i of data XORed with octet i % 4 of the
- * 4-byte key. wsclient.frames uses it when it is built and falls back to pure Python
- * otherwise; see docs/benchmarks.md for how much it changes.
+ * mask(data, key) -> bytes: octet i of data XORed with octet i % 4 of the 4-byte key
+ * (RFC 6455 section 5.3).
+ *
+ * scan_messages(buf, pos, max_frame, max_message, events) -> int: the receive side's short
+ * path (wsclient.protocol.Protocol._parse): appends to the list ``events`` each whole,
+ * single-frame, unmasked text (decoded, strict UTF-8) or binary message of ``buf`` from
+ * ``pos`` on, and returns the offset of the first frame it left for Python: anything else
+ * (control frames, fragments, RSV bits, a masked frame, a length that is not minimally
+ * encoded or over a limit, invalid UTF-8) or an incomplete frame. It never raises for the
+ * peer's input: Python reads that frame again and raises the protocol error itself.
  *
  * The loop works on 8-byte words (the key repeated twice). Loads and stores go through
  * memcpy with a constant size, which compilers turn into plain unaligned moves: the input
@@ -143,8 +151,129 @@ mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+PyDoc_STRVAR(scan_messages_doc,
+"scan_messages(buf, pos, max_frame, max_message, events, /)\n"
+"--\n"
+"\n"
+"Append the simple whole messages of ``buf`` from ``pos`` to ``events``; return where\n"
+"the first frame that Python must handle starts (see the module's comment).");
+
+static Py_ssize_t
+as_limit(PyObject *obj)
+{
+    /* A limit too large for Py_ssize_t is no limit. */
+    Py_ssize_t v = PyLong_AsSsize_t(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return PY_SSIZE_T_MAX;
+    }
+    return v;
+}
+
+static PyObject *
+scan_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *buf;
+    Py_ssize_t end, pos, max_frame, max_message;
+    PyObject *events;
+
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan_messages() takes exactly 5 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "scan_messages() takes bytes and a list");
+        return NULL;
+    }
+    buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    end = PyBytes_GET_SIZE(args[0]);
+    events = args[4];
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    max_frame = as_limit(args[2]);
+    if (max_frame == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    max_message = as_limit(args[3]);
+    if (max_message == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (pos < 0 || pos > end) {
+        PyErr_SetString(PyExc_ValueError, "pos out of range");
+        return NULL;
+    }
+    while (end - pos >= 2) {
+        unsigned char b0 = buf[pos], b1 = buf[pos + 1];
+        Py_ssize_t hp = pos + 2;
+        uint64_t length = b1 & 0x7F;
+        PyObject *message;
+
+        /* FIN, no RSV bit, text or binary; unmasked (a server never masks). */
+        if ((b0 != 0x81 && b0 != 0x82) || (b1 & 0x80)) {
+            break;
+        }
+        if (length == 126) {
+            if (end - hp < 2) {
+                break;
+            }
+            length = ((uint64_t)buf[hp] << 8) | buf[hp + 1];
+            hp += 2;
+            if (length < 126) {
+                break;
+            }
+        }
+        else if (length == 127) {
+            int i;
+            if (end - hp < 8) {
+                break;
+            }
+            length = 0;
+            for (i = 0; i < 8; i++) {
+                length = (length << 8) | buf[hp + i];
+            }
+            hp += 8;
+            if ((length >> 63) || length < 65536) {
+                break;
+            }
+        }
+        if (length > (uint64_t)max_frame || length > (uint64_t)max_message
+                || length > (uint64_t)(end - hp)) {
+            break;
+        }
+        if (b0 == 0x81) {
+            message = PyUnicode_DecodeUTF8((const char *)buf + hp, (Py_ssize_t)length, NULL);
+            if (message == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    PyErr_Clear();  /* Python decodes it again and fails with 1007 */
+                    break;
+                }
+                return NULL;
+            }
+        }
+        else {
+            message = PyBytes_FromStringAndSize((const char *)buf + hp, (Py_ssize_t)length);
+            if (message == NULL) {
+                return NULL;
+            }
+        }
+        if (PyList_Append(events, message) < 0) {
+            Py_DECREF(message);
+            return NULL;
+        }
+        Py_DECREF(message);
+        pos = hp + (Py_ssize_t)length;
+    }
+    return PyLong_FromSsize_t(pos);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))mask, METH_FASTCALL, mask_doc},
+    {"scan_messages", (PyCFunction)(void (*)(void))scan_messages, METH_FASTCALL, scan_messages_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -163,7 +292,7 @@ static PyModuleDef_Slot speedups_slots[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     "wsclient._speedups",
-    "Optional C accelerator for wsclient (WebSocket masking).",
+    "Optional C accelerator for wsclient (WebSocket masking, the receive side's short path).",
     0,
     speedups_methods,
     speedups_slots,

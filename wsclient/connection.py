@@ -532,14 +532,22 @@ class WebSocketConnection(EventEmitter):
                     if proto.eof:
                         break
                     events = readpath.read(whole=True)
-                    if events and self._direct and self._inbox.has_getters and not self._listeners:
+                    stepping_aside = bool(
+                        events and self._direct and self._inbox.has_getters and not self._listeners
+                    )
+                    if stepping_aside:
                         # A consumer waits in recv(): once served it reads the next
-                        # messages itself, so step aside (see wsclient._direct).
+                        # messages itself, so step aside (see wsclient._direct). The batch
+                        # is queued without waiting for room: this thread reads nothing
+                        # more while parked, and a wait here, under the read lock, let the
+                        # consumer find the lock taken and call the reader back, so that
+                        # direct reads never resumed (recv 100k x 1 KiB text: 1568 batches,
+                        # 0 direct reads).
                         park.hold()
                     # Handled under the read lock, so that a consumer reading directly
                     # cannot queue later messages before these.
                     if events:
-                        self._handle(events, on_reader=True, bound=self._config.close_timeout)
+                        self._handle(events, on_reader=not stepping_aside, bound=self._config.close_timeout)
         except OSError as exc:
             if not self._aborted and proto.close_received is None:
                 error = exc

@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CloseCode",
@@ -208,6 +209,13 @@ def _load_c_mask() -> MaskFunction | None:
 
 #: The C ``mask`` when the accelerator is in use, else ``None``.
 c_mask: MaskFunction | None = _load_c_mask()
+#: The C receive short path (``Protocol._parse``) when the accelerator is in use and has it
+#: (an extension built from an older checkout may not), else ``None``.
+c_scan_messages: Callable[[bytes, int, int, int, list[Any]], int] | None = None
+if c_mask is not None:
+    from wsclient import _speedups
+
+    c_scan_messages = getattr(_speedups, "scan_messages", None)
 #: Which implementation ``mask_payload`` is: ``"c"`` or ``"python"``.
 MASK_IMPLEMENTATION = "python" if c_mask is None else "c"
 

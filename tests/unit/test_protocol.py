@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
 from wsclient.frames import Frame, Opcode, mask_payload, serialize_frame
 from wsclient.protocol import Close, Failure, Ping, Pong, Protocol, State
+
+
+def _c_scan() -> object:
+    try:
+        from wsclient._speedups import scan_messages
+    except ImportError:
+        return None
+    return scan_messages
+
+
+@pytest.fixture(autouse=True, params=["python", "c"])
+def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the receive side's pure-Python loop and with the C short
+    path (``wsclient._speedups.scan_messages``; skipped when not built, except under CI)."""
+    import wsclient.protocol as protocol_module
+
+    if request.param == "python":
+        monkeypatch.setattr(protocol_module, "_C_SCAN", None)
+    else:
+        scan = _c_scan()
+        if scan is None:
+            message = "the C accelerator wsclient._speedups is not built"
+            if os.environ.get("CI"):
+                pytest.fail(message + " (CI must build it: .ci/install-speedups.sh)")
+            pytest.skip(message)
+        monkeypatch.setattr(protocol_module, "_C_SCAN", scan)
+    return str(request.param)
 
 
 def frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
@@ -339,3 +367,69 @@ def test_masking_keys_fresh_per_frame_and_held_compactly() -> None:
     assert len(set(keys)) == len(keys)
     # The unused keys are held as bytes (at most one 1 KiB batch), not as a list of ints.
     assert isinstance(proto._key_buf, bytes) and len(proto._key_buf) <= 1024
+
+
+def _outcome(events: list) -> list:
+    out = []
+    for e in events:
+        if isinstance(e, Failure):
+            out.append(("failure", type(e.error).__name__, e.error.code, str(e.error)))
+        else:
+            out.append(e)
+    return out
+
+
+def _random_stream(rng: random.Random) -> bytes:
+    parts = []
+    for _ in range(rng.randrange(1, 12)):
+        kind = rng.random()
+        size = rng.choice([0, 1, 5, 125, 126, 127, 200, 65535, 65536, 70000])
+        if kind < 0.35:
+            text = rng.choice(["", "a", "h\u00e9llo", "\U0001d11e", "\u65e5\u672c"]) * (size // 4 + 1)
+            parts.append(frame(1, text.encode()[:size] if rng.random() < 0.2 else text.encode()))
+        elif kind < 0.6:
+            parts.append(frame(2, bytes(rng.randrange(256) for _ in range(min(size, 300))) * (size // 300 + 1)))
+        elif kind < 0.7:
+            parts.append(frame(rng.choice([9, 10]), b"p" * rng.randrange(0, 126)))
+        elif kind < 0.8:  # a fragmented message, or a stray continuation
+            parts.append(frame(rng.choice([0, 1, 2]), b"frag", fin=False) + frame(0, b"end"))
+        elif kind < 0.85:  # invalid UTF-8 in a text frame
+            parts.append(frame(1, b"ok\xff\xfe"))
+        elif kind < 0.9:  # a length that is not minimally encoded, or with the top bit
+            parts.append(rng.choice([b"\x81\x7e\x00\x05hello", b"\x82\x7f" + bytes(8) + b"x",
+                                     b"\x82\x7f\x80" + bytes(7)]))
+        elif kind < 0.95:  # masked, RSV set, reserved opcode
+            parts.append(rng.choice([b"\x81\x82abcdxx", b"\xc1\x01x", b"\x83\x00", b"\x91\x01x"]))
+        else:
+            parts.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 20))))
+    return b"".join(parts)
+
+
+def test_c_short_path_and_python_loop_agree_on_random_streams() -> None:
+    """Differential check of the receive side: the same bytes, split at random, give the
+    same events and the same failure with and without the C short path."""
+    import wsclient.protocol as protocol_module
+
+    scan = _c_scan()
+    if scan is None:
+        if os.environ.get("CI"):
+            pytest.fail("the C accelerator wsclient._speedups is not built")
+        pytest.skip("the C accelerator wsclient._speedups is not built")
+    rng = random.Random(6455)
+    for _ in range(300):
+        stream = _random_stream(rng)
+        cuts = sorted(rng.sample(range(1, len(stream)), min(3, len(stream) - 1))) if len(stream) > 1 else []
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        limits = rng.choice([{}, {"max_frame_size": 100}, {"max_message_size": 130}])
+        results = []
+        for implementation in (None, scan):
+            protocol_module._C_SCAN = implementation
+            try:
+                p = Protocol(**limits)
+                events: list = []
+                for piece in pieces:
+                    events += p.receive_data(piece)
+                results.append(_outcome(events))
+            finally:
+                protocol_module._C_SCAN = scan
+        assert results[0] == results[1], stream[:80]
