@@ -286,7 +286,7 @@ class WebSocketConnection(EventEmitter):
         if t is not str and t is not bytes and not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes-like data, not {type(data).__name__}")
         lock = self._send_lock
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(False):  # positional: a keyword costs ~0.2 us here
             self._lock_send(None)
         try:
             proto = self._protocol
@@ -329,7 +329,7 @@ class WebSocketConnection(EventEmitter):
         if not batch:
             return
         lock = self._send_lock
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(False):  # positional: a keyword costs ~0.2 us here
             self._lock_send(None)
         try:
             proto = self._protocol
@@ -472,7 +472,7 @@ class WebSocketConnection(EventEmitter):
             if inbox.closed:
                 raise self._closed_error()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if can_read_directly(self) and self._read_lock.acquire(blocking=False):
+            if can_read_directly(self) and self._read_lock.acquire(False):
                 try:
                     got = read_direct(self, left)
                 finally:
