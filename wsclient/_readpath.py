@@ -31,6 +31,7 @@ SMALL_RECV_SIZE = 1 << 9
 BIG_RECV_SIZE = 1 << 22
 
 _HAS_POLL = hasattr(select, "poll")
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none (Windows)
 
 
 def _poll(sock: Any, events: int, timeout: float | None) -> bool:
@@ -105,9 +106,22 @@ class ReadPath:
                 events = proto.receive_data(b"")
             if events:
                 return events
-        if timeout is not None and not wait_readable(sock, timeout):
-            return None
-        data = self._recv(sock, whole and timeout is None)
+        if timeout is None:
+            data = self._recv(sock, whole)
+        else:
+            data = None
+            if self.plain and _DONTWAIT:
+                # A read without waiting first: when the bytes are there already (the
+                # peer's close answer, a recv(timeout=0) poll) this saves the poll()
+                # system call; connect + close makes two such reads.
+                try:
+                    data = self._recv(sock, False, _DONTWAIT)
+                except BlockingIOError:
+                    data = None
+            if data is None:
+                if not wait_readable(sock, timeout):
+                    return None
+                data = self._recv(sock, False)
         if not data:
             with self._proto_lock:
                 proto.receive_eof()
@@ -119,7 +133,7 @@ class ReadPath:
         with self._proto_lock:
             return proto.receive_data(data)
 
-    def _recv(self, sock: Any, whole: bool) -> bytes:
+    def _recv(self, sock: Any, whole: bool, flags: int = 0) -> bytes:
         proto = self._protocol
         pending = proto.pending_bytes
         if pending > RECV_SIZE:
@@ -130,14 +144,15 @@ class ReadPath:
                 # read waits for the whole frame.
                 self._after_big = True
                 return sock.recv(pending, socket.MSG_WAITALL)  # type: ignore[no-any-return]
-            return sock.recv(min(pending, BIG_RECV_SIZE))  # type: ignore[no-any-return]
+            return sock.recv(min(pending, BIG_RECV_SIZE), flags)  # type: ignore[no-any-return]
         if self._after_big and proto.idle:
             # After a large frame, read only the next header (at most 10 bytes from a
             # server): if another large frame follows, its payload then arrives in one
             # piece that becomes the message without being copied.
+            head: bytes = sock.recv(10, flags)
             self._after_big = False
-            return sock.recv(10)  # type: ignore[no-any-return]
+            return head
         size = self._recv_size
-        data: bytes = sock.recv(size)
+        data: bytes = sock.recv(size, flags)
         self._recv_size = RECV_SIZE if len(data) == size else SMALL_RECV_SIZE
         return data

@@ -25,6 +25,8 @@ from ._readpath import wait_writable
 
 __all__ = ["WRITE_SLICE", "Writer", "sendmsg_all"]
 
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none (Windows)
+
 # Large writes go out in slices of this size so that keepalive sees progress on a slow but
 # live peer (a slice written is a sign of life).
 WRITE_SLICE = 1 << 18
@@ -163,20 +165,44 @@ class Writer:
         """Write the small frame ``make()`` returns if the socket can take it before
         ``deadline`` (``time.monotonic()``); the caller holds the lock.
 
-        ``make`` is called only once the socket is writable. False, and nothing written,
-        when it did not become writable in time (the peer does not read), or when the
-        write failed (the reader then ends the connection).
+        False, and nothing written, when the socket did not become writable in time (the
+        peer does not read), or when the write failed (the reader then ends the
+        connection). On a plain socket the frame is first offered without waiting; if only
+        part of it fits and the rest cannot follow in time, the socket is shut down (a
+        partial frame must not be followed by anything).
         """
         assert self.lock.locked()
         sock = self.sock
         try:
+            if self.plain and _DONTWAIT:
+                # Without waiting first: a socket with room for the frame (the usual
+                # case) takes it whole, and the poll() system call is saved.
+                made = make()
+                data = made if isinstance(made, bytes) else b"".join(made)
+                try:
+                    sent = sock.send(data, _DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    progress()
+                    return True
+                if sent and not wait_writable(sock, max(0.0, deadline - time.monotonic())):
+                    # Part of a frame is out and the rest cannot follow in time: the
+                    # stream is broken; shut it down so that nothing is written after it.
+                    sock.shutdown(socket.SHUT_RDWR)
+                    return False
+                if not sent and not wait_writable(sock, max(0.0, deadline - time.monotonic())):
+                    return False
+                sock.sendall(data[sent:])
+                progress()
+                return True
             if not wait_writable(sock, max(0.0, deadline - time.monotonic())):
                 return False
-            data = make()
-            if type(data) is bytes:
-                sock.sendall(data)
+            made = make()
+            if isinstance(made, bytes):
+                sock.sendall(made)
             else:
-                for chunk in data:
+                for chunk in made:
                     sock.sendall(chunk)
             progress()
             return True
