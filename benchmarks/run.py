@@ -201,11 +201,13 @@ def _fmt_ratio(values: list[float], suffix: str = X) -> str:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for dist in ("websocket-client", "websockets", "wsclient"):
+    # wsclient's distribution is named python-wsclient (the import name stays wsclient).
+    for name, dist in (("websocket-client", "websocket-client"), ("websockets", "websockets"),
+                       ("wsclient", "python-wsclient")):
         try:
-            out[dist] = importlib.metadata.version(dist)
+            out[name] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
+            out[name] = "not installed"
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=False).stdout.strip()
