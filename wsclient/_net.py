@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -27,6 +28,8 @@ __all__ = [
     "Unreachable",
     "map_errors",
     "open_tcp",
+    "recv_within",
+    "send_within",
     "tcp_socket_options",
     "tls_info",
 ]
@@ -273,3 +276,57 @@ def tls_info(sock: Any, seconds: float) -> dict[str, Any]:
         "not_after": cert.get("notAfter"),
         "seconds": seconds,
     }
+
+# --- the opening handshake's I/O: bounded by the deadline ------------------------------------
+#
+# A socket with a timeout costs CPython an ioctl() per settimeout() and a poll() before every
+# send and recv. On a plain TCP socket (left in blocking mode) the handshake instead tries each
+# call without waiting (MSG_DONTWAIT) and polls only when the socket is not ready: connect +
+# close lost five system calls this way. TLS and proxy streams keep socket timeouts (they
+# take no flags).
+
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _ready(sock: socket.socket, events: int, timeout: float | None) -> bool:
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+
+def send_within(sock: Any, data: bytes, deadline: Deadline, what: str) -> None:
+    """Send all of ``data`` before ``deadline``.
+
+    Raises:
+        ConnectTimeout: (from ``deadline``, naming ``what``) the socket took too long.
+        OSError: the send failed.
+    """
+    if type(sock) is not socket.socket or not _DONTWAIT or not hasattr(select, "poll"):
+        sock.settimeout(deadline.timeout(what))
+        sock.sendall(data)
+        return
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view, _DONTWAIT) :]
+        except BlockingIOError:
+            if not _ready(sock, select.POLLOUT, deadline.timeout(what)):
+                raise ConnectTimeout(f"timed out {what}") from None
+
+
+def recv_within(sock: Any, size: int, deadline: Deadline, what: str) -> bytes:
+    """Up to ``size`` bytes (b"" at the end of the stream), waiting at most until ``deadline``.
+
+    Raises:
+        ConnectTimeout: (from ``deadline``, naming ``what``) nothing came in time.
+        OSError: the read failed.
+    """
+    if type(sock) is not socket.socket or not _DONTWAIT or not hasattr(select, "poll"):
+        sock.settimeout(deadline.timeout(what))
+        return sock.recv(size)  # type: ignore[no-any-return]
+    while True:
+        try:
+            return sock.recv(size, _DONTWAIT)
+        except BlockingIOError:
+            if not _ready(sock, select.POLLIN, deadline.timeout(what)):
+                raise ConnectTimeout(f"timed out {what}") from None

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._net import Deadline, Trace, map_errors
+from ._net import Deadline, Trace, map_errors, recv_within, send_within
 from ._redact import mask_text
 from .config import ClientConfig, config_for
 from .connection import WebSocketConnection
@@ -459,16 +459,15 @@ class WebSocketClient(EventEmitter):
                         OSError: lambda e: ConnectFailed(f"{what}: {e.strerror or e}"),
                     }
                 ):
-                    sock.settimeout(deadline.timeout(f"waiting for the server's answer ({what})"))
+                    waiting = f"waiting for the server's answer ({what})"
                     request = handshake.request_bytes()
-                    sock.sendall(request)
+                    send_within(sock, request, deadline, waiting)
                     if logger.isEnabledFor(logging.DEBUG):
                         logger.debug("handshake request:\n%s", mask_text(request.decode("latin-1").rstrip()))
                     response = None
                     while response is None:
                         try:
-                            sock.settimeout(deadline.timeout(f"waiting for the server's answer ({what})"))
-                            data = sock.recv(65536)
+                            data = recv_within(sock, 65536, deadline, waiting)
                         except (TimeoutError, ConnectTimeout):
                             if not handshake.has_head:
                                 raise
@@ -490,7 +489,8 @@ class WebSocketClient(EventEmitter):
                 deflate=deflate,
                 initial_data=handshake.trailing_data,
             )
-            sock.settimeout(None)
+            if sock.gettimeout() is not None:  # recv_within() leaves a plain socket as it was
+                sock.settimeout(None)
             extensions = [(deflate.name, dict(deflate.params))] if deflate is not None else []
             logger.debug("connected to %s (subprotocol %r, extensions %r)", uri, subprotocol, extensions)
             return WebSocketConnection(
