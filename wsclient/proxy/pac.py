@@ -28,8 +28,13 @@ is an error.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import select
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -131,17 +136,158 @@ def parse_pac_answer(answer: str) -> tuple[ProxyURL | None, ...]:
     return tuple(candidates)
 
 
-@dataclass
 class _Script:
-    """A compiled PAC file. dukpy's interpreter is not meant for concurrent calls: one
-    evaluation at a time per script."""
+    """A compiled PAC file, evaluated in a process of its own (:mod:`._pac_worker`).
 
-    pac: Any
-    lock: threading.Lock
+    dukpy's engine holds the GIL while a script runs, so a ``FindProxyForURL`` that never
+    returns would freeze the whole program; in a separate process it is killed when the
+    opening's deadline passes, and the opening fails with ``ConnectTimeout``. Starting the
+    process costs about 0.1-0.2 s, once per PAC file; each call then costs a pipe round
+    trip (~0.1 ms). One evaluation at a time per script (dukpy's interpreter is not meant
+    for concurrent calls). Where no process can be started (no ``sys.executable``), the
+    script runs in-process, unbounded, and a warning says so.
+    """
 
-    def find(self, url: str, host: str) -> Any:
+    def __init__(self, source: str, shown: str, deadline: Any) -> None:
+        self._source = source
+        self._shown = shown
+        # Serialises evaluations, and guards _proc/_buf (the worker and its unread output).
+        self.lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buf = b""
+        self._local: Any = None  # the in-process PACFile when no worker can be started
+        try:  # here too: the worker runs the same interpreter, so this tells for both
+            import pypac.parser  # type: ignore[import-not-found,import-untyped]  # noqa: F401
+        except ImportError as exc:
+            raise ProxyError(f"cannot use the PAC file {shown}: {_EXTRA_HINT}") from exc
         with self.lock:
-            return self.pac.find_proxy_for_url(url, host)
+            self._call({"source": source}, deadline, f"compiling the PAC file {shown}")
+
+    def find(self, url: str, host: str, deadline: Any = None) -> Any:
+        left = _bounded_left(deadline)
+        if left is None:
+            self.lock.acquire()
+        elif left <= 0 or not self.lock.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
+            raise ConnectTimeout(f"timed out waiting for the PAC file {self._shown}")
+        try:
+            if self._proc is None and self._local is None:
+                # The worker was killed (a call ran out of time): a fresh one compiles again.
+                self._call({"source": self._source}, deadline, f"compiling the PAC file {self._shown}")
+            return self._call({"url": url, "host": host}, deadline, f"FindProxyForURL({url!r})")
+        finally:
+            self.lock.release()
+
+    def close(self) -> None:
+        """End the worker process (it also ends by itself when this program exits)."""
+        with self.lock:
+            self._kill()
+
+    def _kill(self) -> None:
+        proc, self._proc, self._buf = self._proc, None, b""
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        if not sys.executable:
+            return None
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "wsclient.proxy._pac_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                close_fds=True, start_new_session=True,  # a terminal's Ctrl-C is ours to handle
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))},
+            )
+        except OSError as exc:
+            logger.warning("cannot start the PAC evaluator process (%s): evaluating in-process, without a time limit", exc)
+            return None
+
+    def _call(self, request: dict[str, Any], deadline: Any, what: str) -> Any:
+        """Send ``request`` to the worker and return its answer (the lock is held)."""
+        assert self.lock.locked()
+        if "source" in request and self._proc is None and self._local is None:
+            self._proc = self._start()
+            if self._proc is None:
+                self._local = _compile_here(self._source, self._shown)
+                return None
+        if self._local is not None:
+            return self._local.find_proxy_for_url(request["url"], request["host"])
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+            line = self._read_line(proc, deadline)
+        except OSError as exc:
+            self._kill()
+            raise ProxyError(f"the PAC evaluator for {self._shown} failed ({what}): {exc}") from exc
+        if line is None:
+            self._kill()  # the script may be stuck in a loop: only killing it stops it
+            raise ConnectTimeout(f"timed out in the PAC file {self._shown}: {what} did not return in time")
+        reply = json.loads(line)
+        if "error" in reply:
+            if reply.get("missing"):
+                self._kill()
+                raise ProxyError(f"cannot use the PAC file {self._shown}: {_EXTRA_HINT}")
+            if "source" in request:
+                self._kill()
+                raise ProxyError(f"the PAC file {self._shown} cannot be evaluated: {reply['error']}")
+            raise _ScriptError(reply["error"])
+        return reply["answer"]
+
+    def _read_line(self, proc: subprocess.Popen[bytes], deadline: Any) -> bytes | None:
+        """The worker's next reply line; None when it did not come before ``deadline``."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = _bounded_left(deadline)
+            if left is not None and left <= 0:
+                return None
+            if not _readable(fd, left):
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise OSError("the evaluator process ended")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+
+class _ScriptError(Exception):
+    """FindProxyForURL raised (the message is the worker's)."""
+
+
+# The worker runs ``-m wsclient.proxy._pac_worker``: make this copy of the package importable
+# there even when it is not installed (a checkout on sys.path).
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _bounded_left(deadline: Any) -> float | None:
+    """Seconds before ``deadline``; None when there is none (no deadline, or unbounded)."""
+    if deadline is None:
+        return None
+    left = _seconds_left(deadline)
+    return None if left == float("inf") else left
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+
+def _compile_here(source: str, shown: str) -> Any:
+    try:
+        from pypac.parser import PACFile  # type: ignore[import-not-found,import-untyped]
+    except ImportError as exc:
+        raise ProxyError(f"cannot use the PAC file {shown}: {_EXTRA_HINT}") from exc
+    try:
+        return PACFile(source)
+    except Exception as exc:  # MalformedPacError, or the engine's own errors
+        raise ProxyError(f"the PAC file {shown} cannot be evaluated: {exc}") from exc
 
 
 _cache: dict[str, _Script] = {}
@@ -156,9 +302,14 @@ def clear_pac_cache() -> None:
     fetches again)."""
     global _discovered, _discovery_done
     with _cache_lock:
+        scripts = list(_cache.values())
         _cache.clear()
     with _discovery_lock:
+        if _discovered is not None:
+            scripts.append(_discovered[1])
         _discovered, _discovery_done = None, False
+    for script in scripts:
+        script.close()
 
 
 @dataclass(frozen=True)
@@ -203,7 +354,9 @@ def resolve_pac(
         script = _load(pac_url, shown, deadline, options)
     url, host = http_equivalent(uri)
     try:
-        answer = script.find(url, host)
+        answer = script.find(url, host, deadline)
+    except (ConnectTimeout, ProxyError):
+        raise
     except Exception as exc:  # dukpy's JSRuntimeError, or one from pypac's helpers
         raise ProxyError(f"the PAC file {shown} failed for {url}: {exc}") from exc
     if not isinstance(answer, str):
@@ -355,24 +508,13 @@ def _load(pac_url: str, shown: str, deadline: Any, options: Any) -> _Script:
         if script is not None:
             return script
         source = _fetch(pac_url, shown, deadline, options)
-        script = _Script(_compile(source, shown), threading.Lock())
+        script = _Script(source, shown, deadline)
         with _cache_lock:
             _cache[pac_url] = script
         logger.debug("loaded the PAC file %s (%d bytes)", shown, len(source))
         return script
     finally:
         url_lock.release()
-
-
-def _compile(source: str, shown: str) -> Any:
-    try:
-        from pypac.parser import PACFile  # type: ignore[import-not-found,import-untyped]
-    except ImportError as exc:
-        raise ProxyError(f"cannot use the PAC file {shown}: {_EXTRA_HINT}") from exc
-    try:
-        return PACFile(source)
-    except Exception as exc:  # MalformedPacError, or the engine's own errors
-        raise ProxyError(f"the PAC file {shown} cannot be evaluated: {exc}") from exc
 
 
 def _decode(data: bytes) -> str:
@@ -465,3 +607,15 @@ def _fetch_error(shown: str, exc: BaseException) -> Exception:
     if isinstance(exc, urllib3.exceptions.SSLError):
         return ProxyError(f"cannot fetch the PAC file {shown}: TLS error: {exc}")
     return ProxyError(f"cannot fetch the PAC file {shown}: {exc}")
+
+
+def _forget_in_child() -> None:
+    # A fork child must not talk to (or kill) the parent's evaluator processes, nor wait on
+    # a lock a parent thread held at the fork: it starts with none.
+    global _cache, _url_locks, _cache_lock, _discovered, _discovery_done, _discovery_lock
+    _cache, _url_locks, _cache_lock = {}, {}, threading.Lock()
+    _discovered, _discovery_done, _discovery_lock = None, False, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

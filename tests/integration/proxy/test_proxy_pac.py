@@ -449,3 +449,77 @@ def test_discovery_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getfqdn", lambda *args: "laptop")
     monkeypatch.setattr(pac_mod, "_os_pac_setting", lambda: None)
     assert pac_mod.discover_pac_urls() == []
+
+
+# --------------------------------------------------------------------------- endless scripts
+
+
+def _pac_workers() -> list[int]:
+    """PIDs of this process's PAC evaluator children (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == __import__("os").getpid() and b"wsclient.proxy._pac_worker" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    "js",
+    [
+        'function FindProxyForURL(url, host) { while (true) {} return "DIRECT"; }',
+        'while (true) {}\nfunction FindProxyForURL(url, host) { return "DIRECT"; }',
+    ],
+    ids=["in-FindProxyForURL", "at-load"],
+)
+def test_a_pac_script_that_never_returns_is_bounded_and_freezes_nothing(
+    tmp_path: Path, ws_target: Any, served_pac: str, js: str
+) -> None:
+    # The JS engine holds the GIL while it runs: in-process, this loop would stop every
+    # thread of the program for good. Another thread must keep running meanwhile.
+    pac_file = tmp_path / "endless.pac"
+    pac_file.write_text(js)
+    ticks = 0
+    stop = threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.01)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConnectTimeout, match=r"PAC file .*endless.pac.*did not return in time"):
+            wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": pac_file.as_uri()}, timeout=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        ticker.join(5)
+    assert elapsed < 1.5 + 1.0
+    assert ticks > 40  # the other thread ran through the whole wait (~150 ticks)
+    assert _pac_workers() == []  # the stuck evaluator was killed, not left spinning
+    # The program goes on: another PAC file works, and the looping one fails again in time.
+    with wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": served_pac}, timeout=10) as ws:
+        assert ws.remote_address is not None
+    with pytest.raises(ConnectTimeout):
+        wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": pac_file.as_uri()}, timeout=0.5)
+
+
+def test_pac_evaluator_processes_end_with_the_cache(served_pac: str, ws_target: Any) -> None:
+    with wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": served_pac}, timeout=10):
+        pass
+    assert len(_pac_workers()) == 1  # one evaluator per PAC file, kept for later connections
+    with wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": served_pac}, timeout=10):
+        pass
+    assert len(_pac_workers()) == 1
+    pac_mod.clear_pac_cache()
+    assert _pac_workers() == []
