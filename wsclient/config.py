@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -150,4 +151,8 @@ def config_for(options: dict[str, Any]) -> ClientConfig:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
         _CACHE[key] = config
-    return config
+    # A copy with its own tls_options dict (the one mutable field), so that no client can
+    # change another's options through the shared, already validated config.
+    shared = copy.copy(config)
+    object.__setattr__(shared, "tls_options", dict(config.tls_options))
+    return shared

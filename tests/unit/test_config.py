@@ -63,9 +63,14 @@ def test_shared_configs_never_confuse_equal_values_of_other_types() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         WebSocketClient(max_queue=True)
     assert WebSocketClient(close_timeout=1).config == WebSocketClient(close_timeout=1.0).config
-    # The same options give the same (immutable) config; other options another one.
-    assert WebSocketClient(max_queue=7).config is WebSocketClient(max_queue=7).config
+    # The same options give equal configs; other options another one.
+    assert WebSocketClient(max_queue=7).config == WebSocketClient(max_queue=7).config
     assert WebSocketClient(max_queue=8).config.max_queue == 8
+    # Each client has its own tls_options dict: changing one never reaches another.
+    first, second = WebSocketClient(max_queue=9), WebSocketClient(max_queue=9)
+    first.config.tls_options["ciphers"] = "X"  # type: ignore[index]
+    assert second.config.tls_options == {}
+    assert WebSocketClient(max_queue=9).config.tls_options == {}
 
 
 def test_unhashable_option_values_still_work() -> None:
