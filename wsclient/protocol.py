@@ -574,6 +574,8 @@ class Protocol:
         if n <= self._small_max:
             # The common small message as one integer, little-endian from the first byte:
             # the two header bytes, the 32-bit key, then the payload XOR the key repeated.
+            # The key is taken inline (_mask_key's body): a method call here is ~3 % of a
+            # 16-byte send's own cost.
             at = self._key_at
             buf = self._key_buf
             if at >= len(buf):
