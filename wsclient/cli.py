@@ -375,10 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _session(ws, args, sys.stdin, sys.stdout)
     except KeyboardInterrupt:
         if ws is not None:
-            try:
-                ws.close(1000)
-            except (Exception, KeyboardInterrupt):  # a second Ctrl-C: leave at once
-                ws.drop()
+            _close_interrupted(ws)
         sys.stderr.write("\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -387,6 +384,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             ws.drop(1000)
         _silence_stdout()
         return EXIT_OK
+
+
+def _close_interrupted(ws: Any) -> None:
+    """Close after Ctrl-C; a second Ctrl-C (or any failure) drops the connection instead.
+
+    Nothing here may raise: the exit status is 130 whatever happens on the way out.
+    """
+    log = logging.getLogger("wsclient.cli")
+    try:
+        ws.close(1000)
+        return
+    except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C: leave at once
+        log.debug("close after Ctrl-C: %r", exc)
+    try:
+        ws.drop()
+    except (Exception, KeyboardInterrupt) as exc:
+        log.debug("drop after Ctrl-C: %r", exc)
 
 
 def _silence_stdout() -> None:

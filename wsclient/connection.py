@@ -180,10 +180,19 @@ class WebSocketConnection(EventEmitter):
             return
         with self._start_lock:
             if self._reader_state == 0:
-                self._reader_state = 1
-                reader = threading.Thread(target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True)
-                self._reader = reader
-                reader.start()
+                try:
+                    self._reader_state = 1
+                    reader = threading.Thread(target=self._run, name=f"wsclient-reader-{id(self):x}", daemon=True)
+                    self._reader = reader
+                    reader.start()
+                except BaseException:
+                    # Interrupted (Ctrl-C in the main thread lands inside Thread.start()),
+                    # or no thread could be made: as if the reader never started, so that
+                    # close() and drop() finish on the caller's thread. A thread that was
+                    # launched all the same finds itself disowned in _run and ends.
+                    self._reader = None
+                    self._reader_state = 0
+                    raise
 
     def _claim_inline_close(self) -> bool:
         """True if the reader thread never started and now never will: the caller then
@@ -519,6 +528,9 @@ class WebSocketConnection(EventEmitter):
     # ------------------------------------------------------------------ reader thread
 
     def _run(self) -> None:
+        with self._start_lock:  # the start completed, or was rolled back (_ensure_reader)
+            if self._reader is not threading.current_thread():
+                return
         proto = self._protocol
         readpath = self._readpath
         park = self._park

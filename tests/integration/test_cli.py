@@ -15,6 +15,7 @@ import signal
 import subprocess
 import termios
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -193,25 +194,34 @@ def test_exit_130_on_sigint(plain_peer: Any) -> None:
 # --------------------------------------------------------------------------- interactive
 
 
+def _chunks(fd: int, deadline: float) -> Iterator[bytes]:
+    """The pty's output as it arrives, until the child closes the terminal or ``deadline``."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return
+        if not chunk:
+            return
+        yield chunk
+
+
 def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
     """Read the pty's output until ``needle`` appears (or fail after ``timeout``)."""
     data = b""
-    deadline = time.monotonic() + timeout
-    while needle not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{needle!r} not seen within {timeout} s; got {data!r}")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            data += chunk
-    assert needle in data, data
-    return data
+    for chunk in _chunks(fd, time.monotonic() + timeout):
+        data += chunk
+        if needle in data:
+            return data
+    raise AssertionError(f"{needle!r} not seen within {timeout} s; got {data!r}")
+
+
+def _rest_of_output(fd: int) -> str:
+    """What the terminal still holds after the child exited (for a failure's message)."""
+    return b"".join(_chunks(fd, time.monotonic() + 2)).decode("utf-8", "replace")
 
 
 def _take_terminal() -> None:
@@ -258,7 +268,8 @@ def test_interactive_ctrl_c_exits_130(websockets_server: Any) -> None:
     try:
         _read_until(fd, b"> ", 15)
         os.write(fd, b"\x03")  # Ctrl-C: the terminal sends SIGINT to its foreground group
-        assert proc.wait(timeout=10) == 130
+        status = proc.wait(timeout=10)
+        assert status == 130, _rest_of_output(fd)
     finally:
         if proc.poll() is None:
             proc.kill()

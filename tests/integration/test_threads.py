@@ -167,3 +167,37 @@ def test_drop_refuses_codes_that_may_not_be_sent(raw_server: Any) -> None:
     assert ws.close_code == 4000
     server.join()
     assert [f.close_code for f in server.connection.frames if f.opcode == Op.CLOSE] == [4000]
+
+
+@pytest.mark.parametrize("launched", [False, True], ids=["before-launch", "after-launch"])
+def test_an_interrupted_reader_start_still_closes(
+    raw_server: Any, monkeypatch: pytest.MonkeyPatch, launched: bool
+) -> None:
+    """Ctrl-C in the main thread can land inside Thread.start() (seen on CPython 3.10 in
+    the CLI): the start is undone, whether or not the thread was launched, and close()
+    then completes the closing handshake on the caller's thread."""
+    real_start = threading.Thread.start
+
+    def interrupted_start(self: threading.Thread) -> None:
+        if launched:
+            real_start(self)
+        raise KeyboardInterrupt
+
+    server = raw_server([serve_until_close()])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=5)
+    before = {t.ident for t in _readers()}
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        ws.recv(timeout=1)
+    monkeypatch.undo()
+    assert ws._reader is None
+    started = time.monotonic()
+    ws.close()
+    assert time.monotonic() - started < 5
+    server.join()
+    assert ws.close_code == 1000
+    # A launched thread found itself disowned and ended without reading.
+    deadline = time.monotonic() + 5
+    while {t.ident for t in _readers()} - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not {t.ident for t in _readers()} - before
