@@ -208,3 +208,11 @@ class Writer:
             return True
         except (OSError, ValueError):
             return False
+        except BaseException:
+            # Interrupted (Ctrl-C, a signal handler's exception) possibly part-way
+            # through the frame: nothing may follow it on the wire.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError):
+                pass
+            raise

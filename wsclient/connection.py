@@ -262,6 +262,20 @@ class WebSocketConnection(EventEmitter):
             self._writer.write(data, self._progress)
         except OSError as exc:
             raise self._send_failed(exc) from exc
+        except BaseException:
+            self._write_interrupted()
+            raise
+
+    def _write_interrupted(self) -> None:
+        """An exception other than ``OSError`` ended a write part-way: ``KeyboardInterrupt``,
+        or a signal handler's exception (a worker's time limit, ``alarm()``) raised while
+        the write waited on a peer that does not read. The peer may hold part of a frame,
+        and nothing may follow it on the wire: the connection fails (1006), as a lost one."""
+        logger.debug("a write was interrupted part-way: failing the connection")
+        self._aborted = True
+        self._abort_socket()
+        self._inbox.release()
+        self._park.unpark()
 
     def _send_failed(self, exc: OSError) -> ConnectionClosed:
         """A write failed: the connection is lost (or was shut down); the reader ends it."""
@@ -307,6 +321,9 @@ class WebSocketConnection(EventEmitter):
                     self._sock.sendall(frames)
                 except OSError as exc:
                     raise self._send_failed(exc) from exc
+                except BaseException:
+                    self._write_interrupted()
+                    raise
                 self._alive_at = _monotonic()
             else:
                 self._write(frames)
@@ -348,6 +365,9 @@ class WebSocketConnection(EventEmitter):
                 self._writer.write_batch(map(proto.encode_message_stream, batch), self._progress)
             except OSError as exc:
                 raise self._send_failed(exc) from exc
+            except BaseException:
+                self._write_interrupted()
+                raise
         finally:
             lock.release()
 

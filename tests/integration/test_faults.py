@@ -9,6 +9,8 @@ test instead of hanging the suite.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import threading
 import time
@@ -399,3 +401,65 @@ def test_failure_close_is_sent_when_the_peer_half_closes_before_the_consumer_cau
         ws.recv(timeout=5)
     assert info.value.code == 1002
     ws.close()
+
+
+class _TimeLimit(Exception):
+    """What a worker's time limit raises from its signal handler (Celery's soft limit)."""
+
+
+@contextlib.contextmanager
+def _time_limit_after(seconds: float) -> Iterator[None]:
+    """Raise ``_TimeLimit`` in the main thread after ``seconds``, from a SIGALRM handler."""
+
+    def time_limit(signum: int, frame: Any) -> None:
+        raise _TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, time_limit)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("how", ["send", "send_many"])
+def test_a_send_interrupted_by_a_signal_fails_the_connection(
+    raw_server: Any, transport: dict[str, Any], release: threading.Event, how: str
+) -> None:
+    """A signal handler's exception ends a send blocked on a peer that stopped reading,
+    part-way through a frame: nothing may follow that partial frame on the wire, so the
+    connection fails (1006) at once instead of writing after it or blocking again."""
+    server = raw_server([wait(release, 30)], recv_buffer=4096, **transport["server"])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=CLOSE_TIMEOUT, **transport["client"])
+    with _time_limit_after(0.3):
+        with pytest.raises(_TimeLimit):
+            big = b"x" * (16 << 20)  # far more than the socket buffers hold
+            if how == "send":
+                ws.send(big)
+            else:
+                ws.send_many([b"small", big])
+    start = time.monotonic()
+    with pytest.raises(wsclient.ConnectionClosed):
+        finish_within(lambda: ws.send("after"), SLACK)
+    finish_within(ws.close, CLOSE_TIMEOUT + SLACK)
+    assert time.monotonic() - start < CLOSE_TIMEOUT + SLACK
+    assert ws.close_code == 1006
+    assert not ws.connected
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "timeout"])
+def test_a_recv_interrupted_while_waiting_loses_nothing(
+    raw_server: Any, release: threading.Event, timeout: float | None
+) -> None:
+    server = raw_server([wait(release, 30), send(build_frame(Op.TEXT, b"after the alarm")), serve_until_close()])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=CLOSE_TIMEOUT)
+    with _time_limit_after(0.3):
+        with pytest.raises(_TimeLimit):
+            ws.recv(timeout=timeout)
+    assert ws.connected
+    release.set()
+    assert ws.recv(timeout=5) == "after the alarm"
+    ws.close()
+    server.join()
+    assert ws.close_code == 1000
