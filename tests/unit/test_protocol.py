@@ -331,6 +331,22 @@ def test_data_after_our_close_is_dropped_but_the_peer_close_still_counts() -> No
     assert events == [Pong(b"pong"), Close(1000, "")]
 
 
+@pytest.mark.parametrize("size", [70_000, 1 << 20])
+def test_large_data_after_our_close_is_dropped_too(size: int) -> None:
+    """The rest of a large frame (read in pieces) is dropped as well: before, that path
+    returned its message unfiltered, and a flood of large messages was queued."""
+    p = Protocol()
+    p.send_close(1000, "")
+    p.data_to_send()
+    events = []
+    for data in (frame(2, b"x" * size), frame(1, b"y" * size)):
+        # The frame's start, then its rest in one read that ends where the frame ends.
+        events += p.receive_data(data[:1000])
+        events += p.receive_data(data[1000:])
+    events += p.receive_data(frame(8, b"\x03\xe8"))
+    assert events == [Close(1000, "")]
+
+
 def test_a_user_close_frame_closes_our_side() -> None:
     p = Protocol()
     p.encode_frame(Frame(Opcode.CLOSE, b"\x03\xe8"))
