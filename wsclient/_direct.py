@@ -109,6 +109,9 @@ def read_direct(conn: WebSocketConnection, timeout: float | None) -> Any:
     except OSError:
         park.unpark()  # the reader thread reads the error again and ends the connection
         return None
+    except BaseException:
+        park.unpark()  # interrupted: the reader thread takes the socket back
+        raise
     if events is None:
         return None
     if not events:
@@ -121,8 +124,18 @@ def read_direct(conn: WebSocketConnection, timeout: float | None) -> Any:
         if len(events) == 1:  # the common case needs no queue round trip
             return first
         if all(type(e) is str or type(e) is bytes for e in events):
-            conn._inbox.put(events[1:], wait=False)
+            try:
+                conn._inbox.put(events[1:], wait=False)
+            except BaseException:  # interrupted: these messages would be lost
+                conn._readpath.interrupted()
+                park.unpark()
+                raise
             return first
     bound = conn._config.close_timeout if timeout is None else timeout
-    conn._handle(events, on_reader=False, bound=bound)
+    try:
+        conn._handle(events, on_reader=False, bound=bound)
+    except BaseException:
+        conn._readpath.interrupted()
+        park.unpark()
+        raise
     return READ_SOMETHING

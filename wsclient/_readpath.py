@@ -83,6 +83,9 @@ class ReadPath:
         self._recv_size = SMALL_RECV_SIZE
         self._after_big = False
         self._primed = False  # the protocol parsed the bytes that came with the 101
+        # Set when an exception from a signal handler ended a read after bytes were taken
+        # from the socket (see interrupted): every later read fails.
+        self.broken = False
 
     def read(self, timeout: float | None = None, *, whole: bool = False) -> list[Event] | None:
         """Read once and feed the protocol; the caller holds the read lock.
@@ -98,6 +101,8 @@ class ReadPath:
         """
         sock = self._sock
         proto = self._protocol
+        if self.broken:
+            raise ConnectionAbortedError("a read was interrupted part-way; the connection is lost")
         if not self._primed:
             # The first read parses what the server sent with its 101, before anything
             # else: a message glued to the handshake arrives even if nothing follows.
@@ -130,8 +135,25 @@ class ReadPath:
             # Paused while this read was in flight: hold the bytes until resumed (a read
             # with a deadline feeds them: its caller cannot wait).
             self._inbox.wait_resumed()
-        with self._proto_lock:
-            return proto.receive_data(data)
+        try:
+            with self._proto_lock:
+                return proto.receive_data(data)
+        except BaseException:
+            self.interrupted()
+            raise
+
+    def interrupted(self) -> None:
+        """An exception other than ``OSError`` (Ctrl-C, a signal handler's, on the
+        consumer's thread) ended a read after its bytes were taken from the socket, or
+        while they were parsed or handed on: they are lost, and the protocol may be in the
+        middle of a frame. The connection cannot go on: the socket is shut down, and this
+        read path raises ``ConnectionAbortedError`` from then on (the connection ends with
+        1006)."""
+        self.broken = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
 
     def _recv(self, sock: Any, whole: bool, flags: int = 0) -> bytes:
         proto = self._protocol

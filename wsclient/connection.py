@@ -774,6 +774,12 @@ class WebSocketConnection(EventEmitter):
         except OSError as exc:
             if proto.close_received is None:
                 error = exc
+        except BaseException:
+            # Interrupted (Ctrl-C, a signal handler's exception): the connection ends
+            # here all the same, without its closing handshake.
+            self._readpath.interrupted()
+            self._finish(ConnectionAbortedError("the closing handshake was interrupted"))
+            raise
         self._finish(error)
 
     def _arm_close_timer(self) -> None:

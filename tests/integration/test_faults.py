@@ -26,6 +26,7 @@ from rawserver import (
     expect_close,
     finish_within,
     send,
+    send_close,
     serve_until_close,
     sleep,
     wait,
@@ -463,3 +464,56 @@ def test_a_recv_interrupted_while_waiting_loses_nothing(
     ws.close()
     server.join()
     assert ws.close_code == 1000
+
+
+def _interrupt_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next parse on the main thread raise ``_TimeLimit`` (fault injection at
+    the one point where a signal handler's exception loses bytes: after the read)."""
+    from wsclient.protocol import Protocol
+
+    real = Protocol.receive_data
+
+    def receive_data(self: Protocol, data: bytes) -> Any:
+        if data and threading.current_thread() is threading.main_thread():
+            monkeypatch.setattr(Protocol, "receive_data", real)
+            raise _TimeLimit
+        return real(self, data)
+
+    monkeypatch.setattr(Protocol, "receive_data", receive_data)
+
+
+def test_a_recv_interrupted_while_parsing_fails_the_connection(
+    raw_server: Any, monkeypatch: pytest.MonkeyPatch, release: threading.Event
+) -> None:
+    """Bytes taken from the socket and then lost to an interruption would leave a gap in
+    the messages, or garbage: the connection fails with 1006 instead, within its bounds."""
+    frames = b"".join(build_frame(Op.TEXT, str(i).encode()) for i in range(100))
+    server = raw_server([wait(release, 30), send(frames), serve_until_close(timeout=10)])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=CLOSE_TIMEOUT)
+    assert ws._direct, "the consumer must read the socket itself for this test"
+    _interrupt_parsing(monkeypatch)
+    release.set()
+    with pytest.raises(_TimeLimit):
+        ws.recv(timeout=5)
+    start = time.monotonic()
+    with pytest.raises(wsclient.ConnectionClosedError) as caught:
+        finish_within(lambda: ws.recv(timeout=5), CLOSE_TIMEOUT + SLACK)
+    assert caught.value.code == 1006
+    finish_within(ws.close, CLOSE_TIMEOUT + SLACK)
+    assert time.monotonic() - start < CLOSE_TIMEOUT + SLACK
+    assert ws.close_code == 1006
+
+
+def test_a_close_interrupted_while_parsing_still_ends_the_connection(
+    raw_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = raw_server([expect_close(), send(build_frame(Op.TEXT, b"late")), sleep(0.2), send_close(1000)])
+    ws = wsclient.connect(server.url(), ping_interval=None, close_timeout=CLOSE_TIMEOUT)
+    _interrupt_parsing(monkeypatch)
+    with pytest.raises(_TimeLimit):
+        ws.close()
+    assert not ws.connected
+    assert ws.close_code == 1006
+    finish_within(ws.close, SLACK)  # a second close returns at once
+    with pytest.raises(wsclient.ConnectionClosed):
+        ws.send("after")
