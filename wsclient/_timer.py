@@ -53,9 +53,20 @@ class _TimerThread:
             heapq.heappush(self._heap, (timer.when, next(self._counter), timer))
             self._live += 1
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="wsclient-timer", daemon=True)
-                self._wake_at = timer.when
-                self._thread.start()
+                try:
+                    self._thread = threading.Thread(target=self._run, name="wsclient-timer", daemon=True)
+                    self._wake_at = timer.when
+                    self._thread.start()
+                except BaseException:
+                    # Interrupted (Ctrl-C in the main thread lands inside Thread.start()),
+                    # or no thread could be made: forget this timer and the thread, so
+                    # that the next schedule() starts one (otherwise no timer of the
+                    # process would ever run again). A thread launched all the same
+                    # finds itself disowned in _run and ends.
+                    self._thread = None
+                    timer.cancelled = True
+                    self._live -= 1
+                    raise
             elif timer.when < self._wake_at:  # earlier than the thread plans to wake up
                 self._wake_at = timer.when
                 self._cond.notify()
@@ -72,6 +83,9 @@ class _TimerThread:
             self._live -= 1
 
     def _run(self) -> None:
+        with self._cond:  # the start completed, or was undone (schedule)
+            if self._thread is not threading.current_thread():
+                return
         heap = self._heap
         idle_since: float | None = None
         while True:

@@ -53,10 +53,11 @@ _ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie"})
 class _Attempt:
     """One opening in progress (so that ``abort()`` can reach its socket)."""
 
-    __slots__ = ("aborted", "done", "sockets", "trace")
+    __slots__ = ("aborted", "done", "running", "sockets", "trace")
 
     def __init__(self, trace: Trace | None = None) -> None:
         self.aborted = False
+        self.running = False  # its thread (connect(wait=False)) began the opening
         self.sockets: list[Any] = []
         self.done = False
         # Diagnosis only (wsclient.diagnose): called as each stage of the opening ends.
@@ -211,14 +212,31 @@ class WebSocketClient(EventEmitter):
         if wait:
             return self._run_attempt(attempt, uri, handshake, ro, raise_error=True)
         thread = threading.Thread(
-            target=self._run_attempt,
-            args=(attempt, uri, handshake, ro, False),
+            target=self._run_attempt_thread,
+            args=(attempt, uri, handshake, ro),
             name="wsclient-connect",
             daemon=True,
         )
         self._thread = thread
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            # Interrupted (Ctrl-C lands inside Thread.start()): unless the thread already
+            # began, the attempt never happened, and the next connect() may start one.
+            with self._lock:
+                if not attempt.running:
+                    attempt.done = True
+                    if self._thread is thread:
+                        self._thread = None
+            raise
         return None
+
+    def _run_attempt_thread(self, attempt: _Attempt, uri: Any, handshake: ClientHandshake, ro: TransportOptions) -> None:
+        with self._lock:
+            if attempt.done:  # the start was undone (see connect)
+                return
+            attempt.running = True
+        self._run_attempt(attempt, uri, handshake, ro, raise_error=False)
 
     def reconnect(
         self,
@@ -351,8 +369,14 @@ class WebSocketClient(EventEmitter):
                 raise error from exc
             return None
         self._end(attempt)
-        self._emit("connect", conn)
-        conn._start()
+        try:
+            self._emit("connect", conn)
+            conn._start()
+        except BaseException:
+            # Interrupted (Ctrl-C) before the caller got the connection: nobody else
+            # could close it.
+            conn.drop(1001)
+            raise
         return conn
 
     def _end(self, attempt: _Attempt) -> None:

@@ -201,3 +201,57 @@ def test_an_interrupted_reader_start_still_closes(
     while {t.ident for t in _readers()} - before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not {t.ident for t in _readers()} - before
+
+
+def test_an_opening_interrupted_after_the_handshake_closes_its_connection(
+    raw_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the handshake but before connect() returned: the caller never gets the
+    connection, so the library closes it (1001, going away) instead of leaking it."""
+    server = raw_server([expect_close(1001, timeout=5)])
+
+    def interrupted(self: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wsclient.WebSocketConnection, "_start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wsclient.connect(server.url(), ping_interval=None)
+    server.join()
+
+
+@pytest.mark.parametrize("launched", [False, True], ids=["before-launch", "after-launch"])
+def test_an_interrupted_background_connect_can_be_tried_again(
+    raw_server: Any, monkeypatch: pytest.MonkeyPatch, launched: bool
+) -> None:
+    """WebSocketClient.connect(wait=False) interrupted inside Thread.start(): the client
+    is not left with an attempt "in progress" for ever, and abort() does not raise."""
+    server = raw_server([serve_until_close(timeout=10)])
+    client = wsclient.WebSocketClient()
+    connected: list[Any] = []
+    opened = threading.Event()
+    client.on("connect", lambda conn: (connected.append(conn), opened.set()))
+    real_start = threading.Thread.start
+
+    def interrupted_start(self: threading.Thread) -> None:
+        if launched:
+            real_start(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        client.connect(server.url(), wait=False)
+    monkeypatch.undo()
+    if not launched:
+        client.abort()  # nothing to abort: no error (it used to join a thread never started)
+        assert client.connect(server.url(), wait=False) is None
+    else:
+        # Launched: either the thread had begun the opening (it goes on, and a second
+        # connect() is refused while it runs), or it found the start undone and ended.
+        try:
+            client.connect(server.url(), wait=False)
+        except RuntimeError as exc:
+            assert "already in progress" in str(exc)
+    assert opened.wait(10)
+    connected[0].close()
+    server.join()
+    assert connected[0].close_code == 1000

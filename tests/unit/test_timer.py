@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from wsclient import _timer
 
 
@@ -40,3 +42,27 @@ def test_thread_exits_after_lingering_when_nothing_is_live() -> None:
     while _timer_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _timer_threads()
+
+
+@pytest.mark.parametrize("launched", [False, True], ids=["before-launch", "after-launch"])
+def test_an_interrupted_start_leaves_the_timer_usable(monkeypatch: pytest.MonkeyPatch, launched: bool) -> None:
+    """Ctrl-C inside Thread.start() must not leave the process without a timer thread
+    (keepalive and close_timeout of every later connection would never fire)."""
+    timers = _timer._TimerThread()
+    real_start = threading.Thread.start
+
+    def interrupted_start(self: threading.Thread) -> None:
+        if launched:
+            real_start(self)
+        raise KeyboardInterrupt
+
+    ran: list[str] = []
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        timers.schedule(0.01, lambda: ran.append("interrupted"))
+    monkeypatch.undo()
+    done = threading.Event()
+    timers.schedule(0.02, lambda: (ran.append("next"), done.set()))
+    assert done.wait(2)
+    time.sleep(0.05)
+    assert ran == ["next"]  # the interrupted schedule's callback never runs
