@@ -119,22 +119,17 @@ def read_direct(conn: WebSocketConnection, timeout: float | None) -> Any:
             park.unpark()
             return None
         return READ_SOMETHING
-    first = events[0]
-    if not conn._message_listeners and (type(first) is str or type(first) is bytes):
-        if len(events) == 1:  # the common case needs no queue round trip
-            return first
-        if all(type(e) is str or type(e) is bytes for e in events):
-            try:
-                conn._inbox.put(events[1:], wait=False)
-            except BaseException:  # interrupted: these messages would be lost
-                conn._readpath.interrupted()
-                park.unpark()
-                raise
-            return first
-    bound = conn._config.close_timeout if timeout is None else timeout
     try:
+        first = events[0]
+        if not conn._message_listeners and (type(first) is str or type(first) is bytes):
+            if len(events) == 1:  # the common case needs no queue round trip
+                return first
+            if all(type(e) is str or type(e) is bytes for e in events):
+                conn._inbox.put(events[1:], wait=False)
+                return first
+        bound = conn._config.close_timeout if timeout is None else timeout
         conn._handle(events, on_reader=False, bound=bound)
-    except BaseException:
+    except BaseException:  # interrupted while handing the events on: they would be lost
         conn._readpath.interrupted()
         park.unpark()
         raise

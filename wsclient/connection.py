@@ -270,12 +270,10 @@ class WebSocketConnection(EventEmitter):
         """An exception other than ``OSError`` ended a write part-way: ``KeyboardInterrupt``,
         or a signal handler's exception (a worker's time limit, ``alarm()``) raised while
         the write waited on a peer that does not read. The peer may hold part of a frame,
-        and nothing may follow it on the wire: the connection fails (1006), as a lost one."""
+        and nothing may follow it on the wire: the connection fails with 1006 (never sent),
+        as by ``drop()``."""
         logger.debug("a write was interrupted part-way: failing the connection")
-        self._aborted = True
-        self._abort_socket()
-        self._inbox.release()
-        self._park.unpark()
+        self._abort(1006, "")
 
     def _send_failed(self, exc: OSError) -> ConnectionClosed:
         """A write failed: the connection is lost (or was shut down); the reader ends it."""
