@@ -325,6 +325,7 @@ class WebsocketsPeer(_PeerBase):
     ) -> None:
         from websockets.frames import Opcode
         from websockets.sync.server import ServerConnection, serve
+        from websockets.version import version as websockets_version
 
         self.events = EventLog()
         self.flood_sent: dict[str, int] = {}
@@ -333,6 +334,7 @@ class WebsocketsPeer(_PeerBase):
         self.ca_path = tls.ca_path if tls else None
         peer = self
         handle = handler or _websockets_path_handler
+        websockets_major = int(websockets_version.split(".")[0])
 
         class RecordingConnection(ServerConnection):  # type: ignore[misc]
             """Records the pings and pongs the client sends."""
@@ -353,6 +355,25 @@ class WebsocketsPeer(_PeerBase):
                         cid = parse_qs(urlsplit(request.path).query).get("cid", [None])[0]
                     peer.events.add({"event": kind, "cid": cid, "data": data})
                 super().process_event(event)
+
+            if websockets_major < 17:
+
+                def send_data(self) -> None:
+                    """websockets 16 (the last release for Python 3.10) sets the socket's
+                    timeout here once a close starts, on the sending thread, while its
+                    reading thread may be entering an SSL read: that read then fails at
+                    once ("The read operation timed out"), and the server drops the
+                    connection and records 1006 instead of the client's close frame
+                    (about 1 server-initiated wss close in 20). websockets 17 reads after
+                    a select() instead. Send without touching the timeout."""
+                    for data in self.protocol.data_to_send():
+                        if data:
+                            self.socket.sendall(data)
+                        else:
+                            try:
+                                self.socket.shutdown(socket.SHUT_WR)
+                            except OSError:
+                                pass
 
         def select_subprotocol(connection: Any, offered: Any) -> str | None:
             for protocol in subprotocols:
