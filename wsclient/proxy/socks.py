@@ -24,7 +24,7 @@ from .._net import (
     map_errors,
     tcp_socket_options,
 )
-from ..exceptions import ConnectFailed, ConnectTimeout, ProxyAuthenticationRequired, ProxyError
+from ..exceptions import ConnectFailed, ProxyAuthenticationRequired, ProxyError
 from .url import ProxyURL
 
 __all__ = ["open_socks_tunnel"]
@@ -188,8 +188,12 @@ def _translate(pysocks: Any, exc: BaseException, proxy: ProxyURL, host: str, por
             return UnreachableTimeout(f"timed out connecting to the proxy {proxy}")
         reason = inner.strerror if isinstance(inner, OSError) and inner.strerror else inner or _reason(exc)
         return UnreachableProxy(f"cannot connect to the proxy {proxy}: {reason}")
+    # A proxy that accepted the connection and then went silent, or closed it, during the
+    # negotiation: as good as unreachable (the opening moves on to the next candidate).
     if isinstance(inner, TimeoutError):
-        return ConnectTimeout(f"timed out talking to the SOCKS proxy {proxy}")
+        return UnreachableTimeout(f"timed out talking to the SOCKS proxy {proxy}")
+    if isinstance(inner, ConnectionError) or _reason(exc) == "Connection closed unexpectedly":
+        return UnreachableProxy(f"the SOCKS proxy {proxy} closed the connection during the negotiation")
     if isinstance(inner, socket.gaierror):
         return ConnectFailed(f"cannot resolve {host!r} for the SOCKS proxy: {inner.strerror}")
     return ProxyError(f"the SOCKS proxy {proxy} failed: {_reason(exc)}")

@@ -19,12 +19,14 @@ from .._net import (
     OnSocket,
     Trace,
     TransportOptions,
+    UnreachableProxy,
+    UnreachableTimeout,
     map_errors,
     open_tcp,
     tcp_socket_options,
     tls_info,
 )
-from ..exceptions import ConnectTimeout, ProxyAuthenticationRequired, ProxyError
+from ..exceptions import ConnectFailed, ConnectTimeout, ProxyAuthenticationRequired, ProxyError
 from ..http11 import HTTPParseError, Response, ResponseReader
 from .auth import (
     Authenticator,
@@ -94,10 +96,12 @@ def _connect_proxy(
     proxy_tls: ssl.SSLContext | None,
     on_socket: OnSocket | None,
     trace: Trace | None,
-    attempt_timeout: float | None,
+    first: Deadline | None,
 ) -> Any:
     """TCP to the proxy, then TLS for an ``https://`` proxy (the socket goes to
-    ``on_socket`` before the handshake, so ``abort()`` can shut it down)."""
+    ``on_socket`` before the handshake, so ``abort()`` can shut it down). ``first``, while
+    the proxy has not answered yet, bounds both: silence or a close is ``Unreachable``."""
+    attempt_timeout = None if first is None else first.remaining()
     sock: Any = open_tcp(
         proxy.host,
         proxy.port,
@@ -115,6 +119,12 @@ def _connect_proxy(
     if proxy_tls is None:
         sock.close()
         raise ValueError("an https:// proxy needs the proxy_tls context")
+    silent: type[ConnectFailed] = ConnectTimeout if first is None else UnreachableTimeout
+    closed: type[ConnectFailed] = ProxyError if first is None else UnreachableProxy
+
+    def hung_up(exc: BaseException) -> ConnectFailed:
+        return closed(f"the proxy {proxy} closed the connection during the TLS handshake")
+
     started = time.monotonic()
     try:
         with map_errors(
@@ -122,7 +132,10 @@ def _connect_proxy(
                 ssl.SSLCertVerificationError: lambda e: ProxyError(
                     f"the TLS certificate of the proxy {proxy} could not be verified: {e.verify_message or e.reason}"
                 ),
-                TimeoutError: lambda e: ConnectTimeout(f"timed out in the TLS handshake with the proxy {proxy}"),
+                TimeoutError: lambda e: silent(f"timed out in the TLS handshake with the proxy {proxy}"),
+                ssl.SSLEOFError: hung_up,
+                ssl.SSLZeroReturnError: hung_up,
+                ConnectionResetError: hung_up,
                 ssl.SSLError: lambda e: ProxyError(f"the TLS handshake with the proxy {proxy} failed: {e.reason or e}"),
                 OSError: lambda e: ProxyError(f"the TLS handshake with the proxy {proxy} failed: {e}"),
             }
@@ -130,7 +143,7 @@ def _connect_proxy(
             sock = proxy_tls.wrap_socket(sock, server_hostname=proxy.host, do_handshake_on_connect=False)
             if on_socket is not None:
                 on_socket(sock)
-            sock.settimeout(deadline.timeout(f"in the TLS handshake with the proxy {proxy}"))
+            sock.settimeout((first or deadline).timeout(f"in the TLS handshake with the proxy {proxy}"))
             sock.do_handshake()
     except BaseException:
         sock.close()
@@ -140,8 +153,11 @@ def _connect_proxy(
     return sock
 
 
-def _exchange(sock: Any, proxy: ProxyURL, request: bytes, reader: ResponseReader, deadline: Deadline) -> Response:
-    """Send one CONNECT and read the proxy's answer."""
+def _exchange(
+    sock: Any, proxy: ProxyURL, request: bytes, reader: ResponseReader, deadline: Deadline, first: Deadline | None
+) -> Response:
+    """Send one CONNECT and read the proxy's answer. ``first`` is given while this proxy has
+    not answered anything yet: no byte by then, or a close without one, is ``Unreachable``."""
     what = f"waiting for the proxy {proxy} to answer CONNECT"
     with map_errors(
         {
@@ -157,14 +173,19 @@ def _exchange(sock: Any, proxy: ProxyURL, request: bytes, reader: ResponseReader
             if body_deadline is None and reader.has_head:
                 body_deadline = deadline.shorter(_BODY_WAIT)
             try:
-                sock.settimeout((body_deadline or deadline).timeout(what))
+                sock.settimeout((body_deadline or first or deadline).timeout(what))
                 data = sock.recv(_RECV_SIZE)
-            except (TimeoutError, ConnectTimeout):
+            except (TimeoutError, ConnectTimeout) as exc:
+                if first is not None:
+                    raise UnreachableTimeout(f"timed out {what}") from exc
                 if not reader.has_head:
                     raise
                 data = b""  # a refusal whose body did not end in time: report what came
             except ConnectionResetError:
                 data = b""
+            if first is not None and not data:
+                raise UnreachableProxy(f"the proxy {proxy} closed the connection without answering CONNECT")
+            first = None
             response = reader.receive_data(data) if data else reader.receive_eof()
             if response is not None:
                 return response
@@ -210,10 +231,14 @@ def open_http_tunnel(
     # A scheme this proxy accepted before is answered at once (saves the 407 round trip);
     # a 407 to that preemptive value falls back to the normal challenge flow, once.
     preemptive = not any(name.lower() == "proxy-authorization" for name, _ in options.proxy_headers)
+    # Until this proxy answers, it has its share of the time (TCP, TLS, the first byte of
+    # its answer): one that accepts and then stays silent, or closes without a word, is as
+    # good as unreachable, and the opening moves on to the next candidate.
+    first: Deadline | None = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
     try:
         for _attempt in range(MAX_ATTEMPTS):
             if sock is None:
-                sock = _connect_proxy(proxy, deadline, options, proxy_tls, on_socket, trace, attempt_timeout)
+                sock = _connect_proxy(proxy, deadline, options, proxy_tls, on_socket, trace, first)
                 started = time.monotonic()
             if preemptive and authenticator is None:
                 found = preemptive_authenticator(proxy, authority, _peer_certificate(sock))
@@ -225,7 +250,8 @@ def open_http_tunnel(
             logger.debug("CONNECT %s through %s%s", authority, proxy, used)
             reader = ResponseReader(no_body=lambda status: 200 <= status < 300, skip_interim=True)
             request = build_connect_request(authority, options.proxy_headers, authorization)
-            response = _exchange(sock, proxy, request, reader, deadline)
+            response = _exchange(sock, proxy, request, reader, deadline, first)
+            first = None
             logger.debug("proxy %s answered %d %s", proxy, response.status, response.reason)
             if 200 <= response.status < 300:
                 if authenticator is not None:

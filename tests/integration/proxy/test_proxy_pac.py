@@ -310,6 +310,71 @@ def test_pac_with_an_unusable_answer_is_a_proxy_error(httpserver: Any, ws_target
         wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": httpserver.url_for("/odd.pac")}, timeout=10)
 
 
+def _pac_answering(tmp_path: Path, answer: str) -> str:
+    """The file:// URL of a PAC file whose FindProxyForURL always returns ``answer``."""
+    pac_file = tmp_path / "answer.pac"
+    pac_file.write_text(f'function FindProxyForURL(url, host) {{ return "{answer}"; }}')
+    return pac_file.as_uri()
+
+
+def _hold(proxy: Any, conn: socket.socket) -> None:
+    """A proxy that accepts the connection and never says a word."""
+    conn.recv(4096)
+    conn.recv(1)
+
+
+def _hang_up(proxy: Any, conn: socket.socket) -> None:
+    """A proxy that reads the first bytes and closes without answering."""
+    conn.recv(4096)
+    conn.close()
+
+
+@pytest.mark.parametrize("entry", ["PROXY", "HTTPS", "SOCKS5"])
+@pytest.mark.parametrize("behaviour", [_hold, _hang_up], ids=["silent", "hangs-up"])
+def test_a_proxy_that_accepts_but_never_answers_gives_way_to_the_next(
+    tmp_path: Path, scripted_proxy: Any, squid_open: Any, ws_target: Any, entry: str, behaviour: Any
+) -> None:
+    mute = scripted_proxy(behaviour)
+    pac = _pac_answering(tmp_path, f"{entry} 127.0.0.1:{mute.port}; PROXY 127.0.0.1:{squid_open.port}")
+    path = _path("mute-first")
+    started = time.monotonic()
+    with wsclient.connect(ws_target.url(path), proxies={"pac": pac}, timeout=8) as ws:
+        # The mute proxy had its share (half of the 8 s), not the whole timeout.
+        assert time.monotonic() - started < 4 + 2
+        _echo(ws)
+        assert tuple(ws.remote_address[:2]) == squid_open.address
+    assert mute._conns, "the mute proxy was never tried"
+    squid_open.wait_log(f"CONNECT 127.0.0.1:{ws_target.port}")
+
+
+@pytest.mark.parametrize("entry", ["PROXY", "SOCKS5"])
+def test_a_silent_last_candidate_is_a_connect_timeout_within_the_timeout(
+    tmp_path: Path, scripted_proxy: Any, ws_target: Any, entry: str
+) -> None:
+    mute = scripted_proxy(_hold)
+    pac = _pac_answering(tmp_path, f"PROXY 127.0.0.1:{free_port()}; {entry} 127.0.0.1:{mute.port}")
+    started = time.monotonic()
+    with pytest.raises(ConnectTimeout, match="timed out"):
+        wsclient.connect(ws_target.url(_path("mute-last")), proxies={"pac": pac}, timeout=1.5)
+    assert time.monotonic() - started < 1.5 + 1.5
+
+
+def test_a_proxy_that_answers_garbage_is_final(
+    tmp_path: Path, scripted_proxy: Any, squid_open: Any, ws_target: Any
+) -> None:
+    def garbage(proxy: Any, conn: socket.socket) -> None:
+        proxy.read_request(conn)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        conn.close()
+
+    odd = scripted_proxy(garbage)
+    pac = _pac_answering(tmp_path, f"PROXY 127.0.0.1:{odd.port}; PROXY 127.0.0.1:{squid_open.port}")
+    path = _path("garbage-first")
+    with pytest.raises(ProxyError, match="bad answer"):
+        wsclient.connect(ws_target.url(path), proxies={"pac": pac}, timeout=8)
+    assert not any(seen.path == path for seen in ws_target.seen)
+
+
 def test_a_pac_server_that_never_answers_is_bounded_by_the_timeout(ws_target: Any) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
