@@ -29,6 +29,7 @@ __all__ = [
     "map_errors",
     "open_tcp",
     "recv_within",
+    "resolve",
     "send_within",
     "tcp_socket_options",
     "tls_info",
@@ -162,7 +163,7 @@ def _literal_family(host: str) -> int | None:
     return None
 
 
-def _resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any]:
+def resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any]:
     """``getaddrinfo`` within ``timeout``.
 
     The C resolver cannot be interrupted, so a host name is resolved on a short-lived daemon
@@ -221,7 +222,7 @@ def open_tcp(
     error_type = UnreachableProxy if proxy else Unreachable
     bound = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
     with map_errors({socket.gaierror: lambda e: error_type(f"cannot resolve {what}: {e.strerror or e}")}):
-        infos = _resolve(host.strip("[]"), port, bound.remaining(), what)
+        infos = resolve(host.strip("[]"), port, bound.remaining(), what)
     if trace is not None:
         addresses = [info[4][0] for info in infos]
         trace("dns", {"host": host, "addresses": addresses, "seconds": time.monotonic() - started})

@@ -15,7 +15,9 @@ import pytest
 import wsclient
 
 
-def test_a_stalled_resolver_ends_in_connect_timeout_within_the_timeout(monkeypatch):
+@pytest.fixture
+def stalled_resolver(monkeypatch):
+    """``stalled.example`` takes 10 s to resolve (any other name is 127.0.0.1)."""
     release = threading.Event()
     real = socket.getaddrinfo
 
@@ -25,15 +27,20 @@ def test_a_stalled_resolver_ends_in_connect_timeout_within_the_timeout(monkeypat
         return real("127.0.0.1", *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", stalled)
+    yield
+    release.set()  # let the resolver thread end (the leak check waits for it)
+
+
+def _connect_times_out_resolving(url, **kwargs):
     started = time.monotonic()
-    try:
-        with pytest.raises(wsclient.ConnectTimeout) as info:
-            wsclient.connect("ws://stalled.example:9/", timeout=0.5, proxies={})
-        elapsed = time.monotonic() - started
-    finally:
-        release.set()  # let the resolver thread end (the leak check waits for it)
-    assert elapsed < 0.5 + 1.5
+    with pytest.raises(wsclient.ConnectTimeout) as info:
+        wsclient.connect(url, timeout=0.5, **kwargs)
+    assert time.monotonic() - started < 0.5 + 1.5
     assert "resolving" in str(info.value)
+
+
+def test_a_stalled_resolver_ends_in_connect_timeout_within_the_timeout(stalled_resolver):
+    _connect_times_out_resolving("ws://stalled.example:9/", proxies={})
 
 
 def test_ip_literals_are_not_resolved_on_a_thread(monkeypatch):
@@ -48,3 +55,17 @@ def test_ip_literals_are_not_resolved_on_a_thread(monkeypatch):
     with pytest.raises(wsclient.ConnectFailed):
         wsclient.connect("ws://127.0.0.1:9/", timeout=2, proxies={})  # port 9: refused
     assert "wsclient-resolve" not in names
+
+
+@pytest.mark.parametrize(
+    ("url", "proxy"),
+    [
+        # The SOCKS proxy's own name does not resolve in time.
+        ("ws://127.0.0.1:9/", "socks5://stalled.example:1080"),
+        # SOCKS4 carries an IPv4 address: the target's name is resolved here.
+        ("ws://stalled.example:9/", "socks4://127.0.0.1:9"),
+    ],
+    ids=["socks-proxy-name", "socks4-target-name"],
+)
+def test_a_stalled_resolver_behind_a_socks_proxy_is_bounded_too(stalled_resolver, url, proxy):
+    _connect_times_out_resolving(url, proxies={"ws": proxy})

@@ -22,6 +22,7 @@ from .._net import (
     UnreachableProxy,
     UnreachableTimeout,
     map_errors,
+    resolve,
     tcp_socket_options,
 )
 from ..exceptions import ConnectFailed, ProxyAuthenticationRequired, ProxyError
@@ -77,18 +78,20 @@ def open_socks_tunnel(
     is_socks4 = proxy.scheme in ("socks4", "socks4a")
     if is_socks4 and ":" in host:
         raise ProxyError(f"SOCKS4 cannot reach the IPv6 address {host}: use a socks5:// or socks5h:// proxy")
+    bound = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
     if proxy.scheme == "socks4" and not _is_ip(host):
         # SOCKS4 carries an IPv4 address only: resolve here, with a clear error.
         started = time.monotonic()
         with map_errors({socket.gaierror: lambda e: ConnectFailed(f"cannot resolve {host!r} for the SOCKS4 proxy: {e.strerror}")}):
-            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+            infos = [i for i in resolve(host, port, bound.remaining(), repr(host)) if i[0] == socket.AF_INET]
+        if not infos:
+            raise ConnectFailed(f"cannot resolve {host!r} for the SOCKS4 proxy: it has no IPv4 address")
         if trace is not None:
             addresses = [info[4][0] for info in infos]
             trace("dns", {"host": host, "addresses": addresses, "seconds": time.monotonic() - started})
         host = str(infos[0][4][0])
     if is_socks4 and proxy.password:
         logger.debug("SOCKS4 has no passwords: only the user name is sent to %s", proxy)
-    bound = deadline if attempt_timeout is None else deadline.shorter(attempt_timeout)
     left = bound.timeout(f"before connecting to the proxy {proxy}")
     logger.debug("SOCKS connect to %s:%d through %s", host, port, proxy)
     started = time.monotonic()
@@ -104,6 +107,7 @@ def open_socks_tunnel(
             pysocks,
             proxy,
             (host, port),
+            deadline=bound,
             timeout=left,
             source_address=options.source_address,
             proxy_type=pysocks.SOCKS4 if is_socks4 else pysocks.SOCKS5,
@@ -129,6 +133,7 @@ def _socks_connect(
     proxy: ProxyURL,
     target: tuple[str, int],
     *,
+    deadline: Deadline,
     timeout: float | None,
     source_address: tuple[str, int] | None,
     proxy_type: int,
@@ -139,15 +144,17 @@ def _socks_connect(
     trace: Trace | None,
 ) -> Any:
     """PySocks' ``create_connection``, but each socket goes to ``on_socket`` before it
-    connects, so that ``abort()`` can shut it down during the SOCKS negotiation."""
+    connects, so that ``abort()`` can shut it down during the SOCKS negotiation, and the
+    proxy's name is resolved and its answers read within ``deadline``."""
     error: BaseException | None = None
     started = time.monotonic()
-    infos = socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM)
+    infos = resolve(proxy.host, proxy.port, timeout, f"the proxy {proxy}")
     if trace is not None:
         addresses = [info[4][0] for info in infos]
         trace("dns", {"host": proxy.host, "addresses": addresses, "seconds": time.monotonic() - started})
     for family, kind, proto, _, _ in infos:
-        sock = pysocks.socksocket(family, kind, proto)
+        sock = _bounded_socket_type(pysocks)(family, kind, proto)
+        sock.wsclient_deadline = deadline
         try:
             for level, name, value in socket_options:
                 sock.setsockopt(level, name, value)
@@ -168,6 +175,34 @@ def _socks_connect(
                 raise  # the proxy answered: trying its other addresses would not help
     assert error is not None
     raise error
+
+
+_BOUNDED: list[type] = []
+
+
+def _bounded_socket_type(pysocks: Any) -> Any:
+    """PySocks' socket, with every read of the negotiation waiting only for the time left.
+
+    PySocks gives each read the socket's whole timeout: a proxy that trickles its answer a
+    byte at a time would hold the opening far past its ``timeout``. The class is made
+    once, on first use (PySocks is an optional import).
+    """
+    if not _BOUNDED:
+
+        class BoundedSocksSocket(pysocks.socksocket):  # type: ignore[misc, name-defined]
+            wsclient_deadline: Deadline
+
+            def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+                # A TimeoutError here is PySocks' "Socket error": _translate maps it.
+                left = self.wsclient_deadline.remaining()
+                if left is not None:
+                    if left <= 0:
+                        raise TimeoutError("timed out")
+                    socket.socket.settimeout(self, left)
+                return super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+
+        _BOUNDED.append(BoundedSocksSocket)
+    return _BOUNDED[0]
 
 
 def _translate(pysocks: Any, exc: BaseException, proxy: ProxyURL, host: str, port: int) -> ConnectFailed:
