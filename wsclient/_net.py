@@ -124,17 +124,19 @@ class Deadline:
 
 
 @contextlib.contextmanager
-def map_errors(table: ErrorTable) -> Iterator[None]:
+def map_errors(table: ErrorTable, *, passthrough: bool = True) -> Iterator[None]:
     """Translate the foreign exceptions of one call site into wsclient's, ``from`` the original.
 
     The first entry of ``table`` (in order) whose type matches wins; ``WebSocketError``
-    passes through untouched; anything else not in the table propagates as it is.
+    passes through untouched (with ``passthrough=False`` the table applies to it too: a
+    caller that reports a sub-step's errors as its own); anything else not in the table
+    propagates as it is.
     """
     try:
         yield
-    except WebSocketError:
-        raise
     except Exception as exc:
+        if passthrough and isinstance(exc, WebSocketError):
+            raise
         for kind, make in table.items():
             if isinstance(exc, kind):
                 raise make(exc) from exc

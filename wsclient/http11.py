@@ -4,9 +4,9 @@ by the CONNECT tunnel alike.
 Feed it bytes with :meth:`ResponseReader.receive_data` and tell it about the end of the
 stream with :meth:`ResponseReader.receive_eof`; it parses the status line and the headers
 (at most :data:`MAX_HEAD_SIZE` bytes), then the body by ``Content-Length``, by chunks, or
-until the peer closes (at most :data:`MAX_BODY_SIZE` bytes kept). Bytes past the message
-(the first WebSocket frames after a 101, the tunnelled stream after a 200) stay in
-:attr:`ResponseReader.trailing_data`. It raises :class:`HTTPParseError`; each caller maps it
+until the peer closes (at most :data:`MAX_BODY_SIZE` bytes kept unless asked for more).
+Bytes past the message (the first WebSocket frames after a 101, the tunnelled stream after
+a 200) stay in :attr:`ResponseReader.trailing_data`. It raises :class:`HTTPParseError`; each caller maps it
 to its own exception (``HandshakeError``, ``ProxyError``).
 """
 
@@ -149,14 +149,22 @@ class ResponseReader:
             of the handshake, the 2xx answer to CONNECT: what follows is another protocol).
         skip_interim: skip 1xx answers (other than those ``no_body`` names) and read the
             next response, as a CONNECT client must.
+        max_body: how many bytes of the body are kept (and read) at most.
 
     After :meth:`receive_data` or :meth:`receive_eof` returned the response: ``trailing_data``
     holds the bytes past it and ``reusable`` says whether the connection can carry another
     request (the body was framed and read whole, and neither side asked to close).
     """
 
-    def __init__(self, *, no_body: Callable[[int], bool] = lambda status: False, skip_interim: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        no_body: Callable[[int], bool] = lambda status: False,
+        skip_interim: bool = False,
+        max_body: int = MAX_BODY_SIZE,
+    ) -> None:
         self._no_body = no_body
+        self._max_body = max_body
         self._skip_interim = skip_interim
         self._buf = bytearray()
         self._body = bytearray()
@@ -253,11 +261,11 @@ class ResponseReader:
             self._body += buf[:take]
             del buf[:take]
             self._left -= take
-            if self._left and len(self._body) < MAX_BODY_SIZE:
+            if self._left and len(self._body) < self._max_body:
                 return None
             self._framed = self._left == 0
         elif self._mode == "eof":
-            if len(buf) < MAX_BODY_SIZE:
+            if len(buf) < self._max_body:
                 return None
             self._body += buf
             buf.clear()
@@ -276,7 +284,7 @@ class ResponseReader:
                 del buf[:take]
                 self._left -= take
                 if self._left:
-                    return self._give_up() if len(self._body) >= MAX_BODY_SIZE else False
+                    return self._give_up() if len(self._body) >= self._max_body else False
                 self._need_crlf = True  # the CRLF after the chunk's data
             eol = buf.find(b"\n")
             if eol < 0:
@@ -309,7 +317,7 @@ class ResponseReader:
     def _finish(self) -> Response:
         head = self.head
         assert head is not None
-        self.response = Response(head.status, head.reason, head.headers, bytes(self._body[:MAX_BODY_SIZE]), head.http_version)
+        self.response = Response(head.status, head.reason, head.headers, bytes(self._body[:self._max_body]), head.http_version)
         self.reusable = self._framed and self._keep_alive and self._mode != "eof"
         self.trailing_data = bytes(self._buf) if self._framed else b""
         self._buf.clear()

@@ -117,14 +117,15 @@ def test_head_is_bounded() -> None:
         b"HTTP/1.1 500 E\r\nConnection: close\r\n\r\n",
     ],
 )
-def test_body_is_bounded(head: bytes) -> None:
-    reader = ResponseReader()
+@pytest.mark.parametrize("limit", [MAX_BODY_SIZE, 100_000])
+def test_body_is_bounded(head: bytes, limit: int) -> None:
+    reader = ResponseReader() if limit == MAX_BODY_SIZE else ResponseReader(max_body=limit)
     response = None
     for _ in range(10):
         response = reader.receive_data((head if response is None and not reader.has_head else b"") + b"z" * 40000)
         if response is not None:
             break
-    assert response is not None and len(response.body) == MAX_BODY_SIZE and not reader.reusable
+    assert response is not None and len(response.body) == limit and not reader.reusable
 
 
 @pytest.mark.parametrize("lengths", [b"Content-Length: x1\r\n", b"Content-Length: 1\r\nContent-Length: 2\r\n"])

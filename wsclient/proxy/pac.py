@@ -43,7 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import ConnectTimeout, ProxyError
+from .._net import Deadline, UnreachableTimeout, map_errors, open_tcp, recv_within, send_within
+from ..exceptions import ConnectFailed, ConnectTimeout, ProxyError
+from ..http11 import HTTPParseError, Response, ResponseReader
 from ..uri import WSURI
 from .url import ProxyURL, parse_proxy_url, redact_url
 
@@ -62,6 +64,8 @@ logger = logging.getLogger("wsclient.proxy")
 
 #: Largest PAC file accepted (real ones are a few kilobytes; this stops a runaway download).
 MAX_PAC_SIZE = 4 * 1024 * 1024
+#: Redirects followed when fetching a PAC file.
+MAX_PAC_REDIRECTS = 3
 
 _EXTRA_HINT = "PAC files need pypac and dukpy: pip install 'python-wsclient[pac]'"
 
@@ -543,70 +547,89 @@ def _fetch(pac_url: str, shown: str, deadline: Any, options: Any) -> str:
 
 
 def _download(pac_url: str, shown: str, scheme: str, deadline: Any, options: Any) -> bytes:
-    import urllib3
-
+    """GET the PAC file directly (a PAC file never goes through a proxy), following up to
+    :data:`MAX_PAC_REDIRECTS` redirects. Every step (the name lookup, TCP, TLS, each read
+    and write) waits only for the time left before ``deadline``: a server that trickles its
+    answer cannot hold the opening past its ``timeout``."""
     left = _seconds_left(deadline)
-    if left <= 0:
-        raise ConnectTimeout(f"timed out before fetching the PAC file {shown}")
-    pool_kwargs: dict[str, Any] = {}
-    if scheme == "https":
-        # The transport hands the TLS context factory down (proxy/ never imports it): the
-        # PAC server is verified like the target, with the same trust sources.
-        factory = getattr(options, "make_ssl_context", None)
-        context = factory() if factory is not None else ssl.create_default_context()
-        pool_kwargs["ssl_context"] = context
-        if context.verify_mode == ssl.CERT_NONE:
-            pool_kwargs["cert_reqs"] = "CERT_NONE"
-    manager = urllib3.PoolManager(num_pools=1, **pool_kwargs)
+    bound = Deadline(None if left == float("inf") else max(left, 0.0))
+    url = pac_url
+    for _hop in range(MAX_PAC_REDIRECTS + 1):
+        response = _get(url, shown, bound, options)
+        location = response.headers.get("Location")
+        if response.status in (301, 302, 303, 307, 308) and location:
+            url = urllib.parse.urljoin(url, location.strip())
+            if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise ProxyError(f"cannot fetch the PAC file {shown}: redirected to {redact_url(url)!r}")
+            continue
+        if response.status != 200:
+            raise ProxyError(
+                f"cannot fetch the PAC file {shown}: the server answered {response.status} {response.reason}".rstrip()
+            )
+        if len(response.body) > MAX_PAC_SIZE:
+            raise ProxyError(f"the PAC file {shown} is larger than {MAX_PAC_SIZE} bytes")
+        return response.body
+    raise ProxyError(f"cannot fetch the PAC file {shown}: more than {MAX_PAC_REDIRECTS} redirects")
+
+
+def _get(url: str, shown: str, bound: Deadline, options: Any) -> Response:
+    """One GET of ``url`` on a new connection, read within ``bound``."""
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    what = f"fetching the PAC file {shown}"
     try:
-        response = manager.request(
-            "GET",
-            pac_url,
-            headers={"Accept": "application/x-ns-proxy-autoconfig, */*"},
-            timeout=urllib3.Timeout(total=left),
-            retries=urllib3.Retry(total=3, connect=0, read=0, other=0, status=0, redirect=3),
-            preload_content=False,
-        )
-        try:
-            if response.status != 200:
-                raise ProxyError(
-                    f"cannot fetch the PAC file {shown}: the server answered "
-                    f"{response.status} {response.reason or ''}".rstrip()
-                )
-            body = bytearray()
-            for chunk in response.stream(64 * 1024):
-                body += chunk
-                if len(body) > MAX_PAC_SIZE:
-                    raise ProxyError(f"the PAC file {shown} is larger than {MAX_PAC_SIZE} bytes")
-                if _seconds_left(deadline) <= 0:
-                    raise ConnectTimeout(f"timed out fetching the PAC file {shown}")
-            return bytes(body)
-        finally:
-            response.release_conn()
-    except (ProxyError, ConnectTimeout):
-        raise
-    except urllib3.exceptions.MaxRetryError as exc:
-        raise _fetch_error(shown, exc.reason or exc) from exc
-    except Exception as exc:  # urllib3's HTTPError tree, OSError, ssl.SSLError
-        raise _fetch_error(shown, exc) from exc
+        port = parts.port or (443 if https else 80)
+    except ValueError as exc:
+        raise ProxyError(f"cannot fetch the PAC file {shown}: {exc}") from exc
+    host = parts.hostname or ""
+    target = urllib.parse.quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        target += "?" + urllib.parse.quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    authority = f"[{host}]" if ":" in host else host
+    if parts.port:
+        authority += f":{port}"
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {authority}\r\n"
+        "Accept: application/x-ns-proxy-autoconfig, */*\r\nConnection: close\r\n\r\n"
+    ).encode("ascii", "replace")
+    sock: Any = None
+    try:
+        with map_errors(
+            {
+                UnreachableTimeout: lambda e: ConnectTimeout(f"timed out {what}"),
+                ConnectTimeout: lambda e: ConnectTimeout(f"timed out {what}"),
+                TimeoutError: lambda e: ConnectTimeout(f"timed out {what}"),
+                ConnectFailed: lambda e: ProxyError(f"cannot fetch the PAC file {shown}: {e}"),
+                ssl.SSLCertVerificationError: lambda e: ProxyError(
+                    f"cannot fetch the PAC file {shown}: TLS certificate verification failed: {e.verify_message or e}"
+                ),
+                ssl.SSLError: lambda e: ProxyError(f"cannot fetch the PAC file {shown}: TLS error: {e.reason or e}"),
+                HTTPParseError: lambda e: ProxyError(f"cannot fetch the PAC file {shown}: {e}"),
+                OSError: lambda e: ProxyError(f"cannot fetch the PAC file {shown}: {e.strerror or e}"),
+            },
+            passthrough=False,
+        ):
+            sock = open_tcp(host, port, bound, what=f"the PAC server {authority}")
+            # Blocking mode: recv_within() and send_within() then wait with poll() for the
+            # time left (with a socket timeout each read would wait that whole timeout).
+            sock.settimeout(None)
+            if https:
+                # The transport hands the TLS context factory down (proxy/ never imports
+                # it): the PAC server is verified like the target, with the same trust.
+                factory = getattr(options, "make_ssl_context", None)
+                context = factory() if factory is not None else ssl.create_default_context()
+                sock.settimeout(bound.timeout(what))  # the handshake keeps to it as a whole
+                sock = context.wrap_socket(sock, server_hostname=host)
+            send_within(sock, request, bound, what)
+            reader = ResponseReader(max_body=MAX_PAC_SIZE + 1)
+            while True:
+                data = recv_within(sock, 64 * 1024, bound, what)
+                response = reader.receive_data(data) if data else reader.receive_eof()
+                if response is not None:
+                    return response
     finally:
-        manager.clear()
-
-
-def _fetch_error(shown: str, exc: BaseException) -> Exception:
-    import urllib3
-
-    # NewConnectionError is also a ConnectTimeoutError in urllib3 2: look at its cause first.
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        if not isinstance(cause, TimeoutError):
-            reason = getattr(cause, "strerror", None) or cause or exc
-            return ProxyError(f"cannot fetch the PAC file {shown}: {reason}")
-    if isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
-        return ConnectTimeout(f"timed out fetching the PAC file {shown}")
-    if isinstance(exc, urllib3.exceptions.SSLError):
-        return ProxyError(f"cannot fetch the PAC file {shown}: TLS error: {exc}")
-    return ProxyError(f"cannot fetch the PAC file {shown}: {exc}")
+        if sock is not None:
+            sock.close()
 
 
 def _forget_in_child() -> None:

@@ -692,6 +692,49 @@ def tcp_target() -> Iterator[TCPEcho]:
 # --------------------------------------------------------------------------- scripted proxies
 
 
+class Trickler:
+    """A loopback server for bounds: its first connection gets ``script(trickler, conn)`` on
+    a thread; :meth:`send` hands out bytes one at a time, ``every`` seconds apart, so that
+    each read of the client gets something before a per-read timeout would end. Use as a
+    context manager: leaving it stops the script and closes everything."""
+
+    def __init__(self, script: Callable[[Trickler, socket.socket], None], every: float = 0.3) -> None:
+        self.every = every
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._script = script
+        self._thread = threading.Thread(target=self._run, name=f"trickler-{self.port}", daemon=True)
+        self._thread.start()
+
+    def send(self, conn: socket.socket, data: bytes) -> bool:
+        """Send ``data`` a byte at a time; False once stopped or the client went away."""
+        for byte in data:
+            if self._stop.wait(self.every):
+                return False
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                return False
+        return True
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return
+        with conn, contextlib.suppress(OSError):
+            self._script(self, conn)
+
+    def __enter__(self) -> Trickler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(5)
+
+
 class ScriptedProxy:
     """A raw-socket server that runs ``script(conn)`` for each connection it accepts."""
 

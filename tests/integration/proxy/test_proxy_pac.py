@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxypeers import free_port, need
+from proxypeers import Trickler, free_port, need
 
 import wsclient
 from wsclient import ConnectTimeout, ProxyAuthenticationRequired, ProxyError
@@ -277,6 +277,28 @@ def test_unreachable_pac_server_is_a_proxy_error_not_a_direct_connection(ws_targ
     assert not any(seen.path == path for seen in ws_target.seen)
 
 
+def test_a_redirected_pac_url_is_followed(httpserver: Any, served_pac: str, squid_open: Any, ws_target: Any) -> None:
+    httpserver.expect_request("/old.pac").respond_with_data("", status=302, headers={"Location": "/hop.pac"})
+    httpserver.expect_request("/hop.pac").respond_with_data("", status=301, headers={"Location": served_pac})
+    path = _path("failover")
+    with wsclient.connect(ws_target.url(path), proxies={"pac": httpserver.url_for("/old.pac")}, timeout=10) as ws:
+        _echo(ws)
+        assert tuple(ws.remote_address[:2]) == squid_open.address
+
+
+def test_a_pac_redirect_loop_is_a_proxy_error(httpserver: Any, ws_target: Any) -> None:
+    httpserver.expect_request("/loop.pac").respond_with_data("", status=302, headers={"Location": "/loop.pac"})
+    with pytest.raises(ProxyError, match=r"PAC file .*loop.pac.*more than 3 redirects"):
+        wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": httpserver.url_for("/loop.pac")}, timeout=10)
+
+
+def test_a_pac_file_over_the_size_limit_is_a_proxy_error(httpserver: Any, ws_target: Any) -> None:
+    script = 'function FindProxyForURL(url, host) { return "DIRECT"; }\n'
+    httpserver.expect_request("/huge.pac").respond_with_data(script + "//" + "x" * pac_mod.MAX_PAC_SIZE)
+    with pytest.raises(ProxyError, match=r"PAC file .*huge.pac is larger than"):
+        wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": httpserver.url_for("/huge.pac")}, timeout=10)
+
+
 def test_pac_404_is_a_proxy_error(httpserver: Any, ws_target: Any) -> None:
     httpserver.expect_request("/missing.pac").respond_with_data("no", status=404)
     with pytest.raises(ProxyError, match=r"PAC file .*missing.pac.*404"):
@@ -399,6 +421,25 @@ def test_a_pac_server_that_never_answers_is_bounded_by_the_timeout(ws_target: An
         for conn in accepted:
             conn.close()
         thread.join(5)
+
+
+@pytest.mark.parametrize("stage", ["head", "body"])
+def test_a_pac_server_trickling_its_answer_is_bounded_by_the_timeout(ws_target: Any, stage: str) -> None:
+    body = b'function FindProxyForURL(url, host) { return "DIRECT"; }' + b" " * 64
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+    def answer(trickler: Trickler, conn: socket.socket) -> None:
+        conn.recv(4096)
+        if stage == "body":
+            conn.sendall(head)
+        trickler.send(conn, head + body if stage == "head" else body)
+
+    with Trickler(answer) as server:
+        started = time.monotonic()
+        with pytest.raises(ConnectTimeout, match="PAC file"):
+            pac_url = f"http://127.0.0.1:{server.port}/trickle.pac"
+            wsclient.connect(ws_target.url(_path("direct")), proxies={"pac": pac_url}, timeout=1.0)
+        assert time.monotonic() - started < 1.0 + 1.5
 
 
 def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ws_target: Any) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 import pytest
-from proxypeers import DANTE_PASSWORD, DANTE_USER, PPROXY_PASSWORD, USER, deadline, echo_roundtrip
+from proxypeers import DANTE_PASSWORD, DANTE_USER, PPROXY_PASSWORD, USER, Trickler, deadline, echo_roundtrip
 
 import wsclient
 from wsclient.exceptions import ConnectFailed, ConnectTimeout, ProxyAuthenticationRequired, ProxyError
@@ -211,42 +210,21 @@ def test_silent_socks_proxy_times_out(options: Any) -> None:
 
 
 def test_a_socks_proxy_trickling_its_answers_is_bounded_by_the_timeout(tcp_target: Any) -> None:
-    """Each byte comes just before a read's timeout would end: PySocks alone waits a whole
-    timeout per read (12 reads here); the opening must still end within its one timeout."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
+    """PySocks alone waits a whole timeout for each of its 12 reads here; the opening must
+    still end within its one timeout."""
 
-    def trickle() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.recv(3)  # greeting: version, 1 method, "no authentication"
-            answers = b"\x05\x00" + b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50"
-            for i, byte in enumerate(answers):
-                if i == 2:
-                    conn.recv(4096)  # the CONNECT request
-                if stop.wait(0.3):
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
+    def answer(trickler: Trickler, conn: socket.socket) -> None:
+        conn.recv(3)  # greeting: version, 1 method, "no authentication"
+        if trickler.send(conn, b"\x05\x00"):
+            conn.recv(4096)  # the CONNECT request
+            trickler.send(conn, b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50")
 
-    thread = threading.Thread(target=trickle, daemon=True)
-    thread.start()
-    url = f"ws://127.0.0.1:{tcp_target.port}/"
-    started = time.monotonic()
-    try:
+    with Trickler(answer) as proxy:
+        started = time.monotonic()
         with pytest.raises(ConnectTimeout):
-            wsclient.connect(url, proxies={"ws": f"socks5://127.0.0.1:{listener.getsockname()[1]}"}, timeout=1.0)
-        elapsed = time.monotonic() - started
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(5)
-    assert elapsed < 1.0 + 1.0
+            url = f"ws://127.0.0.1:{tcp_target.port}/"
+            wsclient.connect(url, proxies={"ws": f"socks5://127.0.0.1:{proxy.port}"}, timeout=1.0)
+        assert time.monotonic() - started < 1.0 + 1.0
 
 
 def test_missing_pysocks_names_the_extra() -> None:
