@@ -304,14 +304,14 @@ _cache_lock = threading.Lock()
 def clear_pac_cache() -> None:
     """Forget every fetched PAC file and the result of discovery (the next connection
     fetches again)."""
-    global _discovered, _discovery_done
+    global _discovered, _discovery_done, _urls_job
     with _cache_lock:
         scripts = list(_cache.values())
         _cache.clear()
     with _discovery_lock:
         if _discovered is not None:
             scripts.append(_discovered[1])
-        _discovered, _discovery_done = None, False
+        _discovered, _discovery_done, _urls_job = None, False, None
     for script in scripts:
         script.close()
 
@@ -401,7 +401,7 @@ def _discover(deadline: Any, options: Any) -> tuple[str, _Script] | None:
         if _discovery_done:
             return _discovered
         tried: list[str] = []
-        for candidate in discover_pac_urls():
+        for candidate in _discovery_urls(deadline):
             shown = redact_url(candidate)
             tried.append(shown)
             try:
@@ -424,6 +424,38 @@ def _discover(deadline: Any, options: Any) -> tuple[str, _Script] | None:
         return None
     finally:
         _discovery_lock.release()
+
+
+# discover_pac_urls() runs on a thread of its own, once per process: asking the OS (a
+# gsettings process, the registry) and DNS (the machine's own name) can each hang. An
+# opening waits for it only until its deadline; a later one waits for the same thread.
+_urls_job: tuple[threading.Event, list[Any]] | None = None
+
+
+def _discovery_urls(deadline: Any) -> list[str]:
+    """:func:`discover_pac_urls` within ``deadline`` (the caller holds the discovery lock)."""
+    global _urls_job
+    if _urls_job is None:
+        done = threading.Event()
+        box: list[Any] = []
+
+        def work() -> None:
+            try:
+                box.append(discover_pac_urls())
+            except Exception as exc:  # handed to the waiting opening
+                box.append(exc)
+            finally:
+                done.set()
+
+        _urls_job = (done, box)
+        threading.Thread(target=work, name="wsclient-pac-discovery", daemon=True).start()
+    done, box = _urls_job
+    if not done.wait(max(0.0, min(_seconds_left(deadline), threading.TIMEOUT_MAX))):
+        raise ConnectTimeout("timed out discovering the PAC file (the OS setting, WPAD through DNS)")
+    if isinstance(box[0], Exception):
+        _urls_job = None  # the next opening asks again
+        raise ProxyError(f"PAC discovery failed: {box[0]}") from box[0]
+    return list(box[0])
 
 
 def discover_pac_urls() -> list[str]:
@@ -635,9 +667,10 @@ def _get(url: str, shown: str, bound: Deadline, options: Any) -> Response:
 def _forget_in_child() -> None:
     # A fork child must not talk to (or kill) the parent's evaluator processes, nor wait on
     # a lock a parent thread held at the fork: it starts with none.
-    global _cache, _url_locks, _cache_lock, _discovered, _discovery_done, _discovery_lock
+    global _cache, _url_locks, _cache_lock, _discovered, _discovery_done, _discovery_lock, _urls_job
     _cache, _url_locks, _cache_lock = {}, {}, threading.Lock()
     _discovered, _discovery_done, _discovery_lock = None, False, threading.Lock()
+    _urls_job = None  # the parent's discovery thread does not exist here
 
 
 if hasattr(os, "register_at_fork"):

@@ -533,6 +533,30 @@ def test_auto_skips_a_candidate_that_never_answers(
     assert time.monotonic() - started < 0.5 + 1.5
 
 
+def test_auto_discovery_that_hangs_is_bounded_by_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, httpserver: Any, pac_js: str, squid_open: Any, ws_target: Any
+) -> None:
+    """Asking the OS or DNS for the PAC URLs can hang (a gsettings process, the machine's
+    own name): the opening gives up at its timeout; a later one finds the answer."""
+    release = threading.Event()
+    httpserver.expect_request("/wpad.dat").respond_with_data(pac_js)
+
+    def slow_urls() -> list[str]:
+        release.wait(10)
+        return [httpserver.url_for("/wpad.dat")]
+
+    monkeypatch.setattr(pac_mod, "discover_pac_urls", slow_urls)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConnectTimeout, match="discovering the PAC file"):
+            wsclient.connect(ws_target.url(_path("failover")), proxies={"pac": "auto"}, timeout=0.5)
+        assert time.monotonic() - started < 0.5 + 1.5
+    finally:
+        release.set()
+    with wsclient.connect(ws_target.url(_path("failover")), proxies={"pac": "auto"}, timeout=10) as ws:
+        assert tuple(ws.remote_address[:2]) == squid_open.address
+
+
 def test_auto_without_any_pac_connects_directly(monkeypatch: pytest.MonkeyPatch, ws_target: Any) -> None:
     monkeypatch.setattr(pac_mod, "discover_pac_urls", lambda: [f"http://127.0.0.1:{free_port()}/wpad.dat"])
     with wsclient.connect(ws_target.url(_path("failover")), proxies={"pac": "auto"}, timeout=10) as ws:
