@@ -26,6 +26,7 @@ __all__ = [
     "Trace",
     "TransportOptions",
     "Unreachable",
+    "call_within",
     "map_errors",
     "open_tcp",
     "recv_within",
@@ -168,9 +169,8 @@ def _literal_family(host: str) -> int | None:
 def resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any]:
     """``getaddrinfo`` within ``timeout``.
 
-    The C resolver cannot be interrupted, so a host name is resolved on a short-lived daemon
-    thread that the opening waits for at most ``timeout``; past it the opening fails with
-    ``UnreachableTimeout`` and the thread ends when the resolver returns. IP literals (and no
+    The C resolver cannot be interrupted, so a host name is resolved by :func:`call_within`;
+    past ``timeout`` the opening fails with ``UnreachableTimeout``. IP literals (and no
     timeout) resolve inline: no thread, no cost.
     """
     family = _literal_family(host)
@@ -179,24 +179,42 @@ def resolve(host: str, port: int, timeout: float | None, what: str) -> list[Any]
         return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
     if family is not None or timeout is None:
         return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    return call_within(  # type: ignore[no-any-return]
+        timeout,
+        lambda: UnreachableTimeout(f"timed out resolving {what}"),
+        "wsclient-resolve",
+        socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM,
+    )
+
+
+def call_within(
+    timeout: float, expired: Callable[[], BaseException], name: str, fn: Callable[..., Any], *args: Any
+) -> Any:
+    """``fn(*args)``, waited for at most ``timeout`` seconds, for a call that blocks in C
+    with no timeout of ours (the system resolver, a Kerberos exchange with the KDC).
+
+    It runs on a short-lived daemon thread named ``name``; past ``timeout`` the error
+    ``expired()`` is raised here and the thread ends when the call returns (its result is
+    dropped). An exception of ``fn`` is raised here.
+    """
     outcome: list[Any] = []
     done = threading.Event()
 
     def work() -> None:
         try:
-            outcome.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
-        except BaseException as exc:  # handed to the waiting opening, raised there
+            outcome.append(fn(*args))
+        except BaseException as exc:  # handed to the waiting caller, raised there
             outcome.append(exc)
         finally:
             done.set()
 
-    threading.Thread(target=work, name="wsclient-resolve", daemon=True).start()
+    threading.Thread(target=work, name=name, daemon=True).start()
     if not done.wait(max(timeout, 0.0)):
-        raise UnreachableTimeout(f"timed out resolving {what}")
+        raise expired()
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def open_tcp(

@@ -22,6 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._net import Deadline, call_within
+from ..exceptions import ConnectTimeout
+
 __all__ = [
     "AuthStep",
     "Authenticator",
@@ -408,6 +411,7 @@ class SpnegoAuth(Authenticator):
         password: str | None,
         hostname: str,
         proxy_cert: bytes | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         import spnego
         from spnego.channel_bindings import GssChannelBindings
@@ -435,11 +439,27 @@ class SpnegoAuth(Authenticator):
         self._legs = 0
         self._pending: str | None = None
         self._started = False
+        # Kerberos may ask the KDC for a ticket inside a step: a network exchange with
+        # krb5's own timeouts (seconds per KDC), so its steps keep to the opening's deadline.
+        self._deadline = deadline if protocol != "ntlm" else None
+
+    def _gss_step(self, *token: bytes) -> bytes | None:
+        deadline = self._deadline
+        left = None if deadline is None else deadline.remaining()
+        if left is None:
+            return self._context.step(*token)  # type: ignore[no-any-return]
+        return call_within(  # type: ignore[no-any-return]
+            left,
+            lambda: ConnectTimeout(f"timed out in the {self.name} authentication (no answer from the Kerberos KDC)"),
+            "wsclient-kerberos",
+            self._context.step,
+            *token,
+        )
 
     def first_token(self) -> str:
         """Compute the opening token now, so a local failure (no Kerberos ticket, no NTLM
         support) is known before anything is sent. Raises whatever pyspnego raises."""
-        token = self._context.step()
+        token = self._gss_step()
         self._started = True
         self._pending = base64.b64encode(token).decode("ascii") if token else None
         return self._pending or ""
@@ -460,7 +480,9 @@ class SpnegoAuth(Authenticator):
             # A bare "NTLM"/"Negotiate" again: the proxy refused the last token.
             return None
         try:
-            token = self._context.step(base64.b64decode(challenge.token68))
+            token = self._gss_step(base64.b64decode(challenge.token68))
+        except ConnectTimeout:
+            raise
         except Exception as exc:  # pyspnego raises its own tree on bad server tokens
             logger.debug("%s: the proxy's token was not accepted: %s", self._header, exc)
             return None
@@ -477,11 +499,13 @@ def choose_authenticator(
     proxy_host: str,
     authority: str,
     proxy_cert: bytes | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[Authenticator | None, str]:
     """Pick the strongest scheme offered that can be answered.
 
     ``proxy_cert`` is the DER certificate of an ``https://`` proxy: NTLM and Negotiate then
     bind their tokens to that TLS connection (RFC 5929 ``tls-server-end-point``).
+    ``deadline`` bounds the Kerberos steps (``ConnectTimeout`` when it passes).
 
     Returns the authenticator (already able to give its first value), or ``None`` with a
     sentence saying why nothing can be answered (for the exception message).
@@ -511,8 +535,10 @@ def choose_authenticator(
                 continue
             try:
                 secret = (password or "") if username is not None else None
-                auth = SpnegoAuth(scheme, username, secret, proxy_host, proxy_cert)
+                auth = SpnegoAuth(scheme, username, secret, proxy_host, proxy_cert, deadline)
                 auth.first_token()
+            except ConnectTimeout:
+                raise
             except Exception as exc:  # no Kerberos, no NTLM provider, ...: try the next one
                 logger.debug("%s authentication is not possible here: %s", scheme, exc)
                 if username is None and scheme == "negotiate":
@@ -608,7 +634,7 @@ def remember_scheme(proxy: Any, authenticator: Authenticator) -> None:
 
 
 def preemptive_authenticator(
-    proxy: Any, authority: str, proxy_cert: bytes | None = None
+    proxy: Any, authority: str, proxy_cert: bytes | None = None, deadline: Deadline | None = None
 ) -> tuple[Authenticator, AuthStep] | None:
     """The authenticator and first ``Proxy-Authorization`` value to send with the first
     CONNECT to ``proxy``, when a scheme was remembered for it; else ``None``."""
@@ -637,12 +663,14 @@ def preemptive_authenticator(
             if username is None and not kerberos_available():
                 return None
             secret = (password or "") if username is not None else None
-            spnego_auth = SpnegoAuth(scheme, username, secret, proxy.host, proxy_cert)
+            spnego_auth = SpnegoAuth(scheme, username, secret, proxy.host, proxy_cert, deadline)
             token = spnego_auth.first_token()
             if not token:
                 return None
             spnego_auth._legs = 1
             return spnego_auth, AuthStep(f"{spnego_auth.name} {token}")
+    except ConnectTimeout:
+        raise
     except Exception as exc:  # e.g. the Kerberos ticket expired since: take the 407 path
         logger.debug("no preemptive %s for %s: %s", scheme, proxy, exc)
     return None

@@ -241,7 +241,7 @@ def open_http_tunnel(
                 sock = _connect_proxy(proxy, deadline, options, proxy_tls, on_socket, trace, first)
                 started = time.monotonic()
             if preemptive and authenticator is None:
-                found = preemptive_authenticator(proxy, authority, _peer_certificate(sock))
+                found = preemptive_authenticator(proxy, authority, _peer_certificate(sock), deadline)
                 if found is not None:
                     authenticator, authorization = found[0], found[1].value
                 else:
@@ -284,6 +284,7 @@ def open_http_tunnel(
                     proxy_host=proxy.host,
                     authority=authority,
                     proxy_cert=_peer_certificate(sock),
+                    deadline=deadline,
                 )
                 if authenticator is None:
                     raise _fail(proxy, authority, response, why)

@@ -7,6 +7,7 @@ the Kerberos principal that authenticated.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -114,3 +115,27 @@ def test_the_messages_without_a_proxy_or_a_realm(monkeypatch: pytest.MonkeyPatch
     )
     assert both is None
     assert "wsclient[kerberos]" in why and why.endswith("or give credentials in the proxy URL")
+
+
+def test_a_kdc_that_never_answers_is_bounded_by_the_timeout(
+    kerberos_env: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, squid_kerberos: Any, ws_target: Any
+) -> None:
+    """The ticket for the proxy comes from the KDC during the Negotiate step (a network
+    exchange with krb5's own, longer timeouts): a KDC that accepts and never answers must
+    not hold the opening past its timeout."""
+    ccache = tmp_path / "tgt-only"
+    kerberos_env.kinit(ccache)  # a ticket-granting ticket, no ticket for the proxy yet
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    conf = tmp_path / "krb5.conf"
+    conf.write_text(
+        kerberos_env.krb5_conf.read_text().replace(f"127.0.0.1:{kerberos_env.port}", f"127.0.0.1:{silent.getsockname()[1]}")
+    )
+    monkeypatch.setenv("KRB5_CONFIG", str(conf))
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{ccache}")
+    started = time.monotonic()
+    try:
+        with pytest.raises(wsclient.ConnectTimeout, match="Kerberos KDC"):
+            wsclient.connect(ws_target.url(_path("silent-kdc")), proxies={"ws": _proxy_url(squid_kerberos)}, timeout=1.5)
+        assert time.monotonic() - started < 1.5 + 1.5
+    finally:
+        silent.close()  # the abandoned Kerberos step then fails at once and its thread ends
