@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._net import Deadline, UnreachableTimeout, map_errors, open_tcp, recv_within, send_within
+from .._net import Deadline, map_errors, open_tcp, recv_within, send_within
 from ..exceptions import ConnectFailed, ConnectTimeout, ProxyError
 from ..http11 import HTTPParseError, Response, ResponseReader
 from ..uri import WSURI
@@ -575,10 +575,10 @@ def _fetch(pac_url: str, shown: str, deadline: Any, options: Any) -> str:
         return _decode(data)
     if scheme not in ("http", "https"):
         raise ProxyError(f"unsupported PAC URL {shown!r}: use http://, https:// or file://")
-    return _decode(_download(pac_url, shown, scheme, deadline, options))
+    return _decode(_download(pac_url, shown, deadline, options))
 
 
-def _download(pac_url: str, shown: str, scheme: str, deadline: Any, options: Any) -> bytes:
+def _download(pac_url: str, shown: str, deadline: Any, options: Any) -> bytes:
     """GET the PAC file directly (a PAC file never goes through a proxy), following up to
     :data:`MAX_PAC_REDIRECTS` redirects. Every step (the name lookup, TCP, TLS, each read
     and write) waits only for the time left before ``deadline``: a server that trickles its
@@ -628,9 +628,7 @@ def _get(url: str, shown: str, bound: Deadline, options: Any) -> Response:
     try:
         with map_errors(
             {
-                UnreachableTimeout: lambda e: ConnectTimeout(f"timed out {what}"),
-                ConnectTimeout: lambda e: ConnectTimeout(f"timed out {what}"),
-                TimeoutError: lambda e: ConnectTimeout(f"timed out {what}"),
+                TimeoutError: lambda e: ConnectTimeout(f"timed out {what}"),  # ConnectTimeout too
                 ConnectFailed: lambda e: ProxyError(f"cannot fetch the PAC file {shown}: {e}"),
                 ssl.SSLCertVerificationError: lambda e: ProxyError(
                     f"cannot fetch the PAC file {shown}: TLS certificate verification failed: {e.verify_message or e}"

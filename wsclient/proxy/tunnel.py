@@ -101,18 +101,16 @@ def _connect_proxy(
     """TCP to the proxy, then TLS for an ``https://`` proxy (the socket goes to
     ``on_socket`` before the handshake, so ``abort()`` can shut it down). ``first``, while
     the proxy has not answered yet, bounds both: silence or a close is ``Unreachable``."""
-    attempt_timeout = None if first is None else first.remaining()
     sock: Any = open_tcp(
         proxy.host,
         proxy.port,
-        deadline,
+        first or deadline,
         what=f"the proxy {proxy}",
         proxy=True,
         source_address=options.source_address,
         socket_options=tcp_socket_options(options.socket_options, options.disable_nagle_algorithm),
         on_socket=on_socket,
         trace=trace,
-        attempt_timeout=attempt_timeout,
     )
     if not proxy.is_tls:
         return sock
