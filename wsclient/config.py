@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -153,6 +152,8 @@ def config_for(options: dict[str, Any]) -> ClientConfig:
         _CACHE[key] = config
     # A copy with its own tls_options dict (the one mutable field), so that no client can
     # change another's options through the shared, already validated config.
-    shared = copy.copy(config)
+    # (What copy.copy() does for a plain dataclass, without its generic reduce machinery.)
+    shared = object.__new__(ClientConfig)
+    shared.__dict__.update(config.__dict__)
     object.__setattr__(shared, "tls_options", dict(config.tls_options))
     return shared

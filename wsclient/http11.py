@@ -27,7 +27,7 @@ _MAX_LINE = 4096
 
 _STATUS_LINE = re.compile(r"HTTP/1\.(\d) (\d{3})(?: (.*))?", re.DOTALL)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(r"\r?\n")
 
 
 class HTTPParseError(ValueError):
@@ -41,23 +41,32 @@ class Headers(MutableMapping[str, str]):
     :meth:`get_all` gives them as a list. Iteration yields each name once (as first seen).
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        if items is not None:
-            pairs = items.items() if isinstance(items, Mapping) else items
-            for k, v in pairs:
-                self.add(k, v)
+        pairs = () if items is None else items.items() if isinstance(items, Mapping) else items
+        self._items: list[tuple[str, str]] = [(k, v) for k, v in pairs]
+        # Lower-cased name -> its values, built on the first lookup and dropped by every
+        # change: a handshake looks up about eight names in a head of three or four.
+        self._index: dict[str, list[str]] | None = None
 
     def add(self, name: str, value: str) -> None:
         """Append one ``name: value`` (a repeated name keeps every value)."""
         self._items.append((name, value))
+        self._index = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for k, v in self._items:
+                index.setdefault(k.lower(), []).append(v)
+            self._index = index
+        return index
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        low = name.lower()
-        return [v for k, v in self._items if k.lower() == low]
+        return list(self._lookup().get(name.lower(), ()))
 
     def tokens(self, name: str) -> list[str]:
         """The comma-separated, lower-cased tokens of every ``name`` value."""
@@ -73,16 +82,18 @@ class Headers(MutableMapping[str, str]):
         if name in self:
             del self[name]
         self._items.append((name, value))
+        self._index = None
 
     def __delitem__(self, name: str) -> None:
         low = name.lower()
         before = len(self._items)
         self._items = [(k, v) for k, v in self._items if k.lower() != low]
+        self._index = None
         if len(self._items) == before:
             raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(k.lower() == name.lower() for k, _ in self._items)
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -92,7 +103,7 @@ class Headers(MutableMapping[str, str]):
                 yield k
 
     def __len__(self) -> int:
-        return len({k.lower() for k, _ in self._items})
+        return len(self._lookup())
 
     def raw_items(self) -> list[tuple[str, str]]:
         """Every (name, value) pair in order, repeated names included."""
@@ -117,17 +128,37 @@ class Response:
         return f"<Response [{self.status} {self.reason}]>"
 
 
+def _head_end(buf: bytes | bytearray) -> tuple[int, int] | None:
+    """Where the first blank line (``\\r?\\n\\r?\\n``) that ends a head starts and ends.
+
+    Two ``find()`` calls instead of a regular expression: a pattern that may begin with
+    either of two bytes is tried at every offset, which cost about 6 % of a connect +
+    close in instructions (callgrind).
+    """
+    first, size = -1, 0
+    for pattern in (b"\n\n", b"\n\r\n"):
+        at = buf.find(pattern)
+        if at >= 0 and (first < 0 or at < first):
+            first, size = at, len(pattern)
+    if first < 0:
+        return None
+    start = first - 1 if first > 0 and buf[first - 1] == 13 else first  # 13: CR
+    return start, first + size
+
+
 def parse_head(head: bytes) -> Response:
     """Parse a response head (without the blank line that ends it); bare LF line ends and
     obsolete line folding are accepted (RFC 9112 section 5.2 lets a client unfold)."""
-    lines = re.split(rb"\r?\n", head)
-    status_line = lines[0].decode("latin-1")
+    text = head.decode("latin-1")
+    lines = text.split("\r\n")
+    if text.count("\n") != len(lines) - 1:  # a bare LF somewhere
+        lines = _LINE_END.split(text)
+    status_line = lines[0]
     match = _STATUS_LINE.fullmatch(status_line)
     if match is None:
         raise HTTPParseError(f"malformed status line: {status_line[:80]!r}")
     pairs: list[tuple[str, str]] = []
-    for raw in lines[1:]:
-        line = raw.decode("latin-1")
+    for line in lines[1:]:
         if line[:1] in (" ", "\t"):
             if not pairs:
                 raise HTTPParseError(f"malformed header line: {line[:80]!r}")
@@ -190,13 +221,13 @@ class ResponseReader:
             return self.response
         self._buf += data
         while self.head is None:
-            match = _HEAD_END.search(self._buf)
-            if match is None or match.start() > MAX_HEAD_SIZE:
+            found = _head_end(self._buf)
+            if found is None or found[0] > MAX_HEAD_SIZE:
                 if len(self._buf) > MAX_HEAD_SIZE:
                     raise HTTPParseError(f"the response head is larger than {MAX_HEAD_SIZE} bytes")
                 return None
-            head = parse_head(bytes(self._buf[: match.start()]))
-            del self._buf[: match.end()]
+            head = parse_head(bytes(self._buf[: found[0]]))
+            del self._buf[: found[1]]
             if self._skip_interim and 100 <= head.status < 200 and not self._no_body(head.status):
                 continue
             self._start_body(head)

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .._net import Deadline
@@ -124,7 +124,7 @@ def select_proxy(
         return ProxySelection((parse_proxy_url(url),), f"proxies[{key!r}]")
     if not trust_env:
         return ProxySelection((None,), "no proxy configured (trust_env=False)")
-    env = os.environ if environ is None else environ
+    env = _Environ() if environ is None else environ
     name, url = _environment(uri.scheme, env)
     if url:
         exempt = _env_value(env, "no_proxy") or ""
@@ -178,6 +178,34 @@ def _from_mapping(uri: WSURI, proxies: Mapping[str, str | None]) -> tuple[str | 
         if key in proxies:
             return key, proxies[key] or None
     return None, None
+
+
+class _Environ(Mapping[str, str]):
+    """``os.environ`` for the lookups above, read through its underlying dict when it has
+    one: ``os.environ.get()`` of a variable that is not set raises and catches two
+    ``KeyError``, and a connection looks up seven names, most of them unset."""
+
+    __slots__ = ()
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        environ = os.environ
+        data = getattr(environ, "_data", None)
+        if not isinstance(data, dict):
+            return environ.get(name, default)
+        raw = data.get(environ.encodekey(name))  # type: ignore[attr-defined]
+        return default if raw is None else environ.decodevalue(raw)  # type: ignore[attr-defined,no-any-return]
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
 
 
 def _env_value(env: Mapping[str, str], name: str) -> str | None:

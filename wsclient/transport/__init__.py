@@ -70,11 +70,13 @@ def open_stream(
     Raises:
         ConnectFailed: or one of its subclasses; ``__cause__`` is the original error.
     """
-    pac_fetch = FetchOptions(
-        make_ssl_context=lambda: make_ssl_context(
-            options.verify, None, options.tls_options, trust_env=options.trust_env
+    pac_fetch = None
+    if options.proxies is not None and "pac" in options.proxies:
+        pac_fetch = FetchOptions(
+            make_ssl_context=lambda: make_ssl_context(
+                options.verify, None, options.tls_options, trust_env=options.trust_env
+            )
         )
-    )
     selection = select_proxy(
         uri, proxies=options.proxies, trust_env=options.trust_env, request_proxy=options.proxy,
         deadline=deadline, options=pac_fetch,
