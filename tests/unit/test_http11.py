@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
-from wsclient.http11 import MAX_BODY_SIZE, MAX_HEAD_SIZE, HTTPParseError, ResponseReader, parse_head
+from wsclient.http11 import (
+    MAX_BODY_SIZE,
+    MAX_HEAD_SIZE,
+    Headers,
+    HTTPParseError,
+    ResponseReader,
+    _head_end,
+    parse_head,
+)
 
 
 def feed(reader: ResponseReader, data: bytes, step: int = 1) -> object:
@@ -147,3 +158,33 @@ def test_eof_before_any_answer() -> None:
     reader.receive_data(b"HTTP/1.1 200 Conn")
     with pytest.raises(HTTPParseError, match="in the middle"):
         reader.receive_eof()
+
+
+def test_head_end_is_the_first_blank_line_of_any_line_ending() -> None:
+    """The find()-based search agrees with ``\\r?\\n\\r?\\n`` on every mix of line ends."""
+    pattern = re.compile(rb"\r?\n\r?\n")
+    rng = random.Random(6455)
+    for _ in range(20000):
+        buf = bytes(rng.choice(b"\r\nab") for _ in range(rng.randint(0, 14)))
+        match = pattern.search(buf)
+        expected = None if match is None else (match.start(), match.end())
+        assert _head_end(buf) == expected == _head_end(bytearray(buf)), buf
+
+
+def test_mixed_line_ends_split_like_the_grammar() -> None:
+    head = parse_head(b"HTTP/1.1 200 OK\r\nA: 1\nB: 2\r\nC: 3")
+    assert head.headers.raw_items() == [("A", "1"), ("B", "2"), ("C", "3")]
+
+
+def test_header_lookups_follow_changes() -> None:
+    headers = Headers([("Upgrade", "websocket"), ("X-A", "1")])
+    assert headers.get_all("upgrade") == ["websocket"] and "x-a" in headers and len(headers) == 2
+    headers.add("x-a", "2")
+    assert headers.get_all("X-A") == ["1", "2"] and headers["x-A"] == "1, 2"
+    headers["X-A"] = "3"
+    assert headers.get_all("x-a") == ["3"]
+    del headers["UPGRADE"]
+    assert "Upgrade" not in headers and headers.get("upgrade") is None and len(headers) == 1
+    values = headers.get_all("x-a")
+    values.append("not stored")
+    assert headers.get_all("x-a") == ["3"]

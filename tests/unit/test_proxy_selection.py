@@ -165,6 +165,35 @@ def test_cgi_ignores_upper_case_http_proxy() -> None:
     assert select_proxy(WS, proxies=None, trust_env=True, request_proxy=None, environ=env).host == "admin"
 
 
+_PROXY_VARIABLES = ("ws_proxy", "wss_proxy", "http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUEST_METHOD")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"HTTP_PROXY": "http://upper:1", "http_proxy": "http://lower:2"},
+        {"HTTP_PROXY": "http://upper:1", "http_proxy": "", "ALL_PROXY": "http://all:3"},
+        {"HTTP_PROXY": "http://attacker:1", "REQUEST_METHOD": "GET"},
+        {"WS_PROXY": "http://ws:1", "NO_PROXY": "example.com"},
+        {"ws_proxy": "http://ws:1", "no_proxy": "other.org", "NO_PROXY": "example.com"},
+        {"WSS_PROXY": "http://wss:1", "https_proxy": "http://https:2"},
+    ],
+)
+def test_process_environment_reads_like_a_mapping(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """os.environ itself (environ=None, read through its dict for speed) gives the same
+    choice as the same variables passed as a mapping."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for uri in (WS, WSS):
+        from_process = select(uri, proxies=None, trust_env=True, request_proxy=None)
+        from_mapping = select(uri, proxies=None, trust_env=True, request_proxy=None, environ=env)
+        assert from_process == from_mapping
+
+
 def test_trust_env_false_ignores_environment() -> None:
     env = {"HTTP_PROXY": "http://h:1", "ALL_PROXY": "http://a:1"}
     assert select_proxy(WS, proxies=None, trust_env=False, request_proxy=None, environ=env) is None
