@@ -143,7 +143,7 @@ class WebSocketConnection(EventEmitter):
         # Keepalive (timer thread): when the peer last showed life (a write of ours
         # completed, or a pong arrived); a plain float store, no lock needed.
         self._alive_at = 0.0
-        self._keepalive: Keepalive | None = None  # made by _start() if ping_interval is set
+        self._keepalive: Keepalive | None = None  # made when the reader starts if ping_interval is set
         # Made when started (under _start_lock): a connection closed before it needed one
         # never builds it (about 10 us and 1.5 KiB: connect + close, storm-1000).
         self._reader: threading.Thread | None = None
@@ -159,16 +159,27 @@ class WebSocketConnection(EventEmitter):
         connection that is opened and closed at once costs no thread.
         """
         self._opened = True
+        self._alive_at = time.monotonic()
         if self._message_listeners or self._listeners:
             self._ensure_reader()
         else:
             self._schedule(_LAZY_START, self._ensure_reader)
+        with self._start_lock:
+            if self._reader_state == 1:  # started by a connect listener, or just now
+                self._arm_keepalive()
+
+    def _arm_keepalive(self) -> None:
+        """Start keepalive (if ``ping_interval`` is set) once the reader thread runs: a
+        connection closed before its reader started never needs it, and connect + close
+        then costs no keepalive timer. The first ping is due ``ping_interval`` after the
+        opening (or after the last write, if one came since). Caller holds ``_start_lock``."""
+        assert self._start_lock.locked()
         interval = self._config.ping_interval
-        if interval is not None:
-            now = time.monotonic()
-            self._alive_at = now
-            self._keepalive = Keepalive(self, now + interval)
-            self._schedule(interval, self._keepalive)
+        if interval is None or self._keepalive is not None:
+            return
+        first = self._alive_at + interval
+        self._keepalive = Keepalive(self, first)
+        self._schedule(max(0.0, first - time.monotonic()), self._keepalive)
 
     def _ensure_reader(self, force: bool = False) -> None:
         """Start the reader thread unless it runs already or its work was claimed.
@@ -193,6 +204,8 @@ class WebSocketConnection(EventEmitter):
                     self._reader = None
                     self._reader_state = 0
                     raise
+                if self._opened:
+                    self._arm_keepalive()
 
     def _claim_inline_close(self) -> bool:
         """True if the reader thread never started and now never will: the caller then
