@@ -103,7 +103,7 @@ def read_direct(conn: WebSocketConnection, timeout: float | None) -> Any:
     thread then finishes the connection).
     """
     park = conn._park
-    park.hold()
+    park.until = time.monotonic() + PARK  # park.hold(), inline: once per message read
     try:
         events = conn._readpath.read(timeout, whole=timeout is None)
     except OSError:

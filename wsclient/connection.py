@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from . import _direct, _fork, _timer
@@ -81,7 +82,7 @@ class WebSocketConnection(EventEmitter):
     __slots__ = (
         "__weakref__", "_aborted", "_alive_at", "_close_lock", "_close_timer", "_config", "_direct", "_finished",
         "_inbox", "_inherited", "_keepalive", "_message_listeners", "_opened", "_park",
-        "_proto_lock", "_protocol", "_read_lock", "_reader", "_reader_state", "_readpath",
+        "_proto_lock", "_protocol", "_read_lock", "_reader", "_reader_ident", "_reader_state", "_readpath",
         "_send_lock", "_sock", "_start_lock", "_timers", "_writer", "close_code", "close_reason",
         "extensions", "remote_address", "response", "subprotocol", "web_socket_version",
     )
@@ -147,6 +148,7 @@ class WebSocketConnection(EventEmitter):
         # Made when started (under _start_lock): a connection closed before it needed one
         # never builds it (about 10 us and 1.5 KiB: connect + close, storm-1000).
         self._reader: threading.Thread | None = None
+        self._reader_ident: int | None = None  # set by the reader thread itself when it runs
         _fork.track(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -496,7 +498,7 @@ class WebSocketConnection(EventEmitter):
             self._failure_reached()
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-        if threading.current_thread() is self._reader:
+        if get_ident() == self._reader_ident:
             raise RuntimeError("recv() cannot wait on the reader thread (it was called from a listener)")
         if not self._reader_state:
             self._ensure_reader(force=True)
@@ -562,6 +564,7 @@ class WebSocketConnection(EventEmitter):
         with self._start_lock:  # the start completed, or was rolled back (_ensure_reader)
             if self._reader is not threading.current_thread():
                 return
+            self._reader_ident = get_ident()
         proto = self._protocol
         readpath = self._readpath
         park = self._park
@@ -879,6 +882,7 @@ class WebSocketConnection(EventEmitter):
         self._inbox = Inbox(self._config.max_queue)
         self._inbox.close()
         self._reader_state = 2
+        self._reader_ident = None
         self._timers = []
         self._close_timer = None
         if self.close_code is None:
