@@ -601,7 +601,12 @@ class WebSocketConnection(EventEmitter):
             logger.exception("reader thread failed")
             error = exc
         finally:
-            self._finish(error)
+            try:
+                self._finish(error)
+            finally:
+                # The OS may give this thread's ident to a new thread once it ends: that
+                # thread is not the reader (recv() there must not raise RuntimeError).
+                self._reader_ident = None
 
     def _handle(self, events: list[Any], *, on_reader: bool, bound: float) -> None:
         """Dispatch events in order, so that a listener sees the messages that came

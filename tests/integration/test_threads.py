@@ -152,6 +152,39 @@ def test_recv_from_a_listener_raises_instead_of_hanging(raw_server: Any) -> None
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
 
 
+def test_recv_after_the_reader_ended_raises_closed_on_any_thread(raw_server: Any) -> None:
+    """Once the reader thread has ended, a new thread may get its ident from the OS: recv()
+    there is an ordinary caller and gets ConnectionClosed, not the listener's RuntimeError."""
+    server = raw_server([send(build_frame(Op.TEXT, "one")), serve_until_close()])
+    ws = wsclient.connect(server.url(), ping_interval=None)
+    assert ws.recv(timeout=5) == "one"
+    reader = ws._reader
+    assert reader is not None
+    reader_ident = reader.ident
+    ws.close()
+    server.join()
+    reader.join(5)
+    assert not reader.is_alive()
+    outcomes: list[tuple[int, BaseException | None]] = []
+
+    def call_recv() -> None:
+        try:
+            ws.recv(timeout=0)
+        except BaseException as exc:  # recorded, checked below
+            outcomes.append((threading.get_ident(), exc))
+        else:
+            outcomes.append((threading.get_ident(), None))
+
+    for _ in range(20):  # threads started one after another commonly reuse an ident
+        thread = threading.Thread(target=call_recv)
+        thread.start()
+        thread.join(5)
+    assert len(outcomes) == 20
+    assert all(isinstance(exc, wsclient.ConnectionClosed) for _, exc in outcomes), outcomes
+    # Informative only: whether the OS reused the reader's ident in this run.
+    print("reader ident reused:", any(ident == reader_ident for ident, _ in outcomes))
+
+
 def test_drop_refuses_codes_that_may_not_be_sent(raw_server: Any) -> None:
     server = raw_server([serve_until_close()])
     ws = wsclient.connect(server.url(), ping_interval=None)
