@@ -505,6 +505,26 @@ class WebSocketConnection(EventEmitter):
         inbox = self._inbox
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if can_read_directly(self) and self._read_lock.acquire(False):
+                try:
+                    # The reader thread queues what it reads under the read lock: a message
+                    # it queued after the look above, before this thread took the lock, is
+                    # taken first (a read here would wait for bytes that may never come).
+                    got = inbox.get_nowait()
+                    if got is None:
+                        got = read_direct(self, left)
+                finally:
+                    self._read_lock.release()
+                if got is not None:
+                    if got is READ_SOMETHING:
+                        continue
+                    if got is FAILURE:
+                        self._failure_reached()
+                        continue
+                    return got  # type: ignore[no-any-return]
+                if left is not None and deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no message within {timeout} seconds")
             msg = inbox.get_nowait()
             if msg is FAILURE:
                 self._failure_reached()
@@ -513,18 +533,6 @@ class WebSocketConnection(EventEmitter):
                 return msg  # type: ignore[no-any-return]
             if inbox.closed:
                 raise self._closed_error()
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if can_read_directly(self) and self._read_lock.acquire(False):
-                try:
-                    got = read_direct(self, left)
-                finally:
-                    self._read_lock.release()
-                if got is not None:
-                    if got is READ_SOMETHING:
-                        continue
-                    return got  # type: ignore[no-any-return]
-                if left is not None and deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"no message within {timeout} seconds")
             self._park.unpark()  # this consumer waits for the reader thread: it must read
             try:
                 msg = inbox.get(left)

@@ -185,6 +185,60 @@ def test_recv_after_the_reader_ended_raises_closed_on_any_thread(raw_server: Any
     print("reader ident reused:", any(ident == reader_ident for ident, _ in outcomes))
 
 
+def test_a_message_queued_just_before_a_direct_read_is_returned(
+    raw_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader thread queues a message and lets go of the read lock just as a consumer,
+    who found the queue empty a moment before, takes the lock to read the socket itself:
+    recv() returns the queued message instead of blocking on a socket with nothing more
+    to come. The two delays below force that interleaving, which otherwise needs a thread
+    switch in a window of a few bytecodes."""
+    go = threading.Event()
+    server = raw_server([
+        lambda conn: go.wait(5) or None,
+        send(build_frame(Op.TEXT, "late")),
+        serve_until_close(),
+    ])
+    ws = wsclient.connect(server.url(), ping_interval=None)
+    deadline = time.monotonic() + 5
+    while ws._reader_ident is None and time.monotonic() < deadline:  # the reader reads
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert ws._direct, "the consumer must be allowed to read the socket itself"
+    queue = ws._inbox._queue
+    from wsclient import connection
+    from wsclient.inbox import Inbox
+
+    real_can_read = connection.can_read_directly
+    real_wait_resumed = Inbox.wait_resumed
+
+    def can_read_once_queued(conn: Any) -> bool:
+        # The consumer found the queue empty; now the server sends and the reader queues.
+        go.set()
+        end = time.monotonic() + 5
+        while not queue and time.monotonic() < end:
+            time.sleep(0.005)
+        return real_can_read(conn)
+
+    def reader_pauses_outside_the_lock(inbox: Inbox) -> None:
+        if threading.get_ident() == ws._reader_ident and queue:
+            time.sleep(0.5)  # between its release of the read lock and the next read
+        real_wait_resumed(inbox)
+
+    monkeypatch.setattr(connection, "can_read_directly", can_read_once_queued)
+    monkeypatch.setattr(Inbox, "wait_resumed", reader_pauses_outside_the_lock)
+    got: list[Any] = []
+    consumer = threading.Thread(target=lambda: got.append(ws.recv()))
+    consumer.start()
+    consumer.join(3)
+    returned = list(got)  # before close() below, which would end a blocked read anyway
+    monkeypatch.undo()
+    ws.close()
+    consumer.join(5)
+    server.join()
+    assert returned == ["late"]
+
+
 def test_drop_refuses_codes_that_may_not_be_sent(raw_server: Any) -> None:
     server = raw_server([serve_until_close()])
     ws = wsclient.connect(server.url(), ping_interval=None)
