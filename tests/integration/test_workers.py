@@ -126,11 +126,37 @@ def test_django_view_sends_one_message(django_client: Any, websockets_server: An
 
 _CELERY_TEST_APP = '''
 import os
+import time
+import uuid
+
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.json import dumps
+
 from celery_tasks import app, push  # noqa: F401
+
+
+class _RenamingChannel(filesystem.Channel):
+    """kombu's filesystem channel creates a message file and then writes it, so a
+    worker polling the folder can take the file while it is still empty and die on
+    the JSON; this one writes under a name the worker ignores, then renames."""
+
+    def _put(self, queue, payload, **kwargs):
+        name = "%d_%s.%s.msg" % (int(time.monotonic() * 1000), uuid.uuid4(), queue)
+        part = os.path.join(self.data_folder_out, "part-" + uuid.uuid4().hex)
+        with open(part, "wb") as f:
+            f.write(dumps(payload).encode())
+        os.replace(part, os.path.join(self.data_folder_out, name))
+
+
+class RenamingFilesystemTransport(filesystem.Transport):
+    Channel = _RenamingChannel
+
+
+TRANSPORT_ALIASES["renamingfs"] = "celery_test_app:RenamingFilesystemTransport"
 
 base = os.environ["WSCLIENT_CELERY_DIR"]
 app.conf.update(
-    broker_url="filesystem://",
+    broker_url="renamingfs://",
     broker_transport_options={
         "data_folder_in": base + "/queue",
         "data_folder_out": base + "/queue",
