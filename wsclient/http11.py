@@ -128,8 +128,9 @@ class Response:
         return f"<Response [{self.status} {self.reason}]>"
 
 
-def _head_end(buf: bytes | bytearray) -> tuple[int, int] | None:
-    """Where the first blank line (``\\r?\\n\\r?\\n``) that ends a head starts and ends.
+def _head_end(buf: bytes | bytearray, start: int = 0) -> tuple[int, int] | None:
+    """Where the first blank line (``\\r?\\n\\r?\\n``) that ends a head starts and ends,
+    looking from ``start`` on (the bytes before it were searched already).
 
     Two ``find()`` calls instead of a regular expression: a pattern that may begin with
     either of two bytes is tried at every offset, which cost about 6 % of a connect +
@@ -137,7 +138,7 @@ def _head_end(buf: bytes | bytearray) -> tuple[int, int] | None:
     """
     first, size = -1, 0
     for pattern in (b"\n\n", b"\n\r\n"):
-        at = buf.find(pattern)
+        at = buf.find(pattern, start)
         if at >= 0 and (first < 0 or at < first):
             first, size = at, len(pattern)
     if first < 0:
@@ -198,6 +199,7 @@ class ResponseReader:
         self._max_body = max_body
         self._skip_interim = skip_interim
         self._buf = bytearray()
+        self._scanned = 0  # where the search for the head's end resumes in _buf
         self._body = bytearray()
         self._mode = ""  # "", "length", "chunked", "eof"
         self._left = 0  # bytes left: of the body ("length") or of the current chunk
@@ -221,13 +223,17 @@ class ResponseReader:
             return self.response
         self._buf += data
         while self.head is None:
-            found = _head_end(self._buf)
+            found = _head_end(self._buf, self._scanned)
             if found is None or found[0] > MAX_HEAD_SIZE:
                 if len(self._buf) > MAX_HEAD_SIZE:
                     raise HTTPParseError(f"the response head is larger than {MAX_HEAD_SIZE} bytes")
+                # A head trickled in small reads is searched once, not again per read:
+                # the blank line can only begin in the last two bytes seen so far.
+                self._scanned = max(0, len(self._buf) - 2)
                 return None
             head = parse_head(bytes(self._buf[: found[0]]))
             del self._buf[: found[1]]
+            self._scanned = 0
             if self._skip_interim and 100 <= head.status < 200 and not self._no_body(head.status):
                 continue
             self._start_body(head)

@@ -171,6 +171,33 @@ def test_head_end_is_the_first_blank_line_of_any_line_ending() -> None:
         assert _head_end(buf) == expected == _head_end(bytearray(buf)), buf
 
 
+def test_the_search_resumes_where_the_last_read_left_off() -> None:
+    """A head that arrives in small reads is searched from two bytes before the end of what
+    was searched before: the answer is the one a search of the whole buffer gives."""
+    rng = random.Random(7230)
+    for _ in range(5000):
+        buf = bytes(rng.choice(b"\r\nab") for _ in range(rng.randint(0, 14)))
+        seen, scanned = 0, 0
+        while True:
+            seen = min(len(buf), seen + rng.randint(1, 3))
+            found = _head_end(buf[:seen], scanned)
+            if found is not None or seen == len(buf):
+                break
+            scanned = max(0, seen - 2)
+        assert found == _head_end(buf[:seen]), buf
+
+
+@pytest.mark.parametrize("step", [1, 2, 5])
+def test_trickled_interim_and_final_heads(step: int) -> None:
+    """A CONNECT answer one byte at a time, behind a 100 Continue: the search restarts for
+    the second head and finds its bare-LF blank line."""
+    reader = ResponseReader(skip_interim=True, no_body=lambda status: 200 <= status < 300)
+    data = b"HTTP/1.1 100 Continue\r\nX: 1\r\n\r\nHTTP/1.1 200 Connection established\nVia: p\n\n\x16\x03"
+    response = feed(reader, data, step)
+    assert response is not None and response.status == 200 and response.headers["Via"] == "p"
+    assert reader.trailing_data == b"\x16\x03"
+
+
 def test_mixed_line_ends_split_like_the_grammar() -> None:
     head = parse_head(b"HTTP/1.1 200 OK\r\nA: 1\nB: 2\r\nC: 3")
     assert head.headers.raw_items() == [("A", "1"), ("B", "2"), ("C", "3")]
