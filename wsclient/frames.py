@@ -212,10 +212,14 @@ c_mask: MaskFunction | None = _load_c_mask()
 #: The C receive short path (``Protocol._parse``) when the accelerator is in use and has it
 #: (an extension built from an older checkout may not), else ``None``.
 c_scan_messages: Callable[[bytes, int, int, int, list[Any]], int] | None = None
+#: The C ``mask_frame(head, keys, at, payload)`` (the send side's short path for small
+#: frames) when the accelerator is in use and has it, else ``None``.
+c_mask_frame: Callable[[bytes, bytes, int, bytes], bytes] | None = None
 if c_mask is not None:
     from wsclient import _speedups
 
     c_scan_messages = getattr(_speedups, "scan_messages", None)
+    c_mask_frame = getattr(_speedups, "mask_frame", None)
 #: Which implementation ``mask_payload`` is: ``"c"`` or ``"python"``.
 MASK_IMPLEMENTATION = "python" if c_mask is None else "c"
 

@@ -219,6 +219,53 @@ def test_a_key_that_is_not_four_bytes_is_refused_by_the_c_path(key: bytes) -> No
         c(b"payload", key)
 
 
+def _c_mask_frame() -> Callable[[bytes, bytes, int, bytes], bytes]:
+    try:
+        from wsclient._speedups import mask_frame
+    except ImportError:
+        message = "wsclient._speedups is not built (python3 setup.py build_ext --inplace)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ": .ci/install-speedups.sh must build it")
+        pytest.skip(message)
+    return mask_frame
+
+
+def test_c_mask_frame_is_head_key_and_masked_payload() -> None:
+    mask_frame = _c_mask_frame()
+    rng = _rng(7)
+    for n in [*range(130), 1000, 65536 + 3]:
+        head = bytes(rng.randrange(256) for _ in range(rng.choice((0, 2, 4, 10))))
+        keys = os.urandom(rng.randrange(4, 64))
+        at = rng.randrange(len(keys) - 3)
+        payload = os.urandom(n)
+        key = keys[at : at + 4]
+        assert mask_frame(head, keys, at, payload) == head + key + reference_mask(payload, key)
+
+
+@pytest.mark.parametrize("at", [-1, 5, 1 << 40])
+def test_c_mask_frame_refuses_a_key_offset_out_of_range(at: int) -> None:
+    mask_frame = _c_mask_frame()
+    with pytest.raises(ValueError, match="no 4-byte key"):
+        mask_frame(b"\x82\x80", b"12345678", at, b"")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (bytearray(b"\x82\x81"), b"1234", 0, b"x"),
+        (b"\x82\x81", memoryview(b"1234"), 0, b"x"),
+        (b"\x82\x81", b"1234", 0, "x"),
+        (b"\x82\x81", b"1234", 0.0, b"x"),
+    ],
+)
+def test_c_mask_frame_refuses_other_types(args: tuple[object, ...]) -> None:
+    mask_frame = _c_mask_frame()
+    with pytest.raises(TypeError):
+        mask_frame(*args)
+    with pytest.raises(TypeError):
+        mask_frame(b"", b"1234", 0)
+
+
 def test_text_is_refused(mask_payload: Mask) -> None:
     with pytest.raises(TypeError):
         mask_payload("text", b"\x01\x02\x03\x04")  # type: ignore[arg-type]

@@ -11,30 +11,34 @@ from wsclient.frames import Frame, Opcode, mask_payload, serialize_frame
 from wsclient.protocol import Close, Failure, Ping, Pong, Protocol, State
 
 
-def _c_scan() -> object:
+def _c_paths() -> tuple[object, object] | None:
     try:
-        from wsclient._speedups import scan_messages
+        from wsclient._speedups import mask_frame, scan_messages
     except ImportError:
         return None
-    return scan_messages
+    return scan_messages, mask_frame
 
 
 @pytest.fixture(autouse=True, params=["python", "c"])
 def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs with the receive side's pure-Python loop and with the C short
-    path (``wsclient._speedups.scan_messages``; skipped when not built, except under CI)."""
+    """Every test here runs with the pure-Python receive loop and small-frame encoder, and
+    with the C short paths (``wsclient._speedups.scan_messages`` and ``mask_frame``; skipped
+    when not built, except under CI)."""
     import wsclient.protocol as protocol_module
 
     if request.param == "python":
         monkeypatch.setattr(protocol_module, "_C_SCAN", None)
+        monkeypatch.setattr(protocol_module, "_C_FRAME", None)
+        monkeypatch.setattr(protocol_module, "_C_MASK", False)
     else:
-        scan = _c_scan()
-        if scan is None:
+        found = _c_paths()
+        if found is None:
             message = "the C accelerator wsclient._speedups is not built"
             if os.environ.get("CI"):
                 pytest.fail(message + " (CI must build it: .ci/install-speedups.sh)")
             pytest.skip(message)
-        monkeypatch.setattr(protocol_module, "_C_SCAN", scan)
+        monkeypatch.setattr(protocol_module, "_C_SCAN", found[0])
+        monkeypatch.setattr(protocol_module, "_C_FRAME", found[1])
     return str(request.param)
 
 
@@ -367,6 +371,9 @@ def test_small_frame_forms_agree(payload: str | bytes, k: int) -> None:
     masked = (int.from_bytes(data, "little") ^ k * P._REPUNITS[n]) & P._LOW_MASKS[n]
     as_int = (P._SMALL_HEADERS[opcode][n] | (k << 16) | (masked << 48)).to_bytes(n + 6, "little")
     assert as_bytes == as_int
+    if P._C_FRAME is not None:  # the C path's third form, the key taken at an offset
+        keys = b"\xaa" * 8 + key + b"\x55" * 4
+        assert P._C_FRAME(P._SMALL_HEAD_BYTES[opcode][n], keys, 8, data) == as_bytes
     # Unmasked again (and the MASK bit cleared, as a server would send it), it reads back.
     unmasked = bytes([as_bytes[0], as_bytes[1] & 0x7F]) + _py_mask_payload(as_bytes[6:], key)
     assert Protocol().receive_data(unmasked) == [payload]
@@ -426,11 +433,12 @@ def test_c_short_path_and_python_loop_agree_on_random_streams() -> None:
     same events and the same failure with and without the C short path."""
     import wsclient.protocol as protocol_module
 
-    scan = _c_scan()
-    if scan is None:
+    found = _c_paths()
+    if found is None:
         if os.environ.get("CI"):
             pytest.fail("the C accelerator wsclient._speedups is not built")
         pytest.skip("the C accelerator wsclient._speedups is not built")
+    scan = found[0]
     rng = random.Random(6455)
     for _ in range(300):
         stream = _random_stream(rng)
