@@ -24,9 +24,11 @@ __all__ = ["ReadPath", "wait_readable", "wait_writable"]
 #: A read's usual size.
 RECV_SIZE = 1 << 16
 # After a short read the next one asks for this much: an idle connection blocked in recv()
-# then holds a small buffer instead of 64 KiB (512 rather than 1 KiB: half a KiB less per idle
-# connection; a larger message costs one more read, after which reads are 64 KiB again).
-SMALL_RECV_SIZE = 1 << 9
+# then holds a small buffer instead of 64 KiB. 479 bytes make a bytes object of exactly 512,
+# the largest size Python's small-object allocator serves: at 512 bytes (545 with the
+# object's header) every read went to malloc() and realloc() instead, ~900 instructions of
+# an echo round trip. A larger message costs one more read, after which reads are 64 KiB.
+SMALL_RECV_SIZE = 479
 # The largest read of a large frame's payload when it cannot be read in one piece.
 BIG_RECV_SIZE = 1 << 22
 
@@ -135,9 +137,15 @@ class ReadPath:
             # Paused while this read was in flight: hold the bytes until resumed (a read
             # with a deadline feeds them: its caller cannot wait).
             self._inbox.wait_resumed()
+        lock = self._proto_lock
         try:
-            with self._proto_lock:
+            # acquire()/release() rather than ``with``: the with statement looks up and
+            # binds __enter__/__exit__ on every read (~300 instructions of an echo's ~24k).
+            lock.acquire()
+            try:
                 return proto.receive_data(data)
+            finally:
+                lock.release()
         except BaseException:
             self.interrupted()
             raise
