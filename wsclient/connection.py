@@ -488,10 +488,12 @@ class WebSocketConnection(EventEmitter):
             RuntimeError: called from a listener with nothing queued (the reader thread
                 cannot wait for itself).
         """
-        msg = self._inbox.get_nowait()
-        if msg is not None and msg is not FAILURE:
-            return msg  # type: ignore[no-any-return]
-        return self._recv_wait(timeout, msg is FAILURE)
+        if self._inbox.queue:
+            msg = self._inbox.get_nowait()
+            if msg is not None and msg is not FAILURE:
+                return msg  # type: ignore[no-any-return]
+            return self._recv_wait(timeout, msg is FAILURE)
+        return self._recv_wait(timeout, False)
 
     def _recv_wait(self, timeout: float | None, failed: bool) -> str | bytes:
         if failed:
@@ -511,7 +513,7 @@ class WebSocketConnection(EventEmitter):
                     # The reader thread queues what it reads under the read lock: a message
                     # it queued after the look above, before this thread took the lock, is
                     # taken first (a read here would wait for bytes that may never come).
-                    got = inbox.get_nowait()
+                    got = inbox.get_nowait() if inbox.queue else None
                     if got is None:
                         got = read_direct(self, left)
                 finally:

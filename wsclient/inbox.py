@@ -52,7 +52,9 @@ class Inbox:
         self._cond = threading.Condition(threading.Lock())
         # The messages, oldest first. popleft() without the lock is safe (deque operations
         # are atomic): get_nowait() uses it as the fast path.
-        self._queue: deque[Any] = deque()
+        #: The messages, oldest first. Public for a look without a call (``if
+        #: inbox.queue:``, recv()'s empty-queue test); only the methods below change it.
+        self.queue: deque[Any] = deque()
         self._getters = 0  # threads waiting in get()
         self._putter_waiting = False  # the putter waits for room
         #: pause() called and not resumed (a plain attribute: read on every recv()).
@@ -65,7 +67,7 @@ class Inbox:
 
     def get_nowait(self) -> Any | None:
         """The oldest message, or None when the queue is empty (never blocks)."""
-        q = self._queue
+        q = self.queue
         if not q:
             return None
         try:
@@ -86,7 +88,7 @@ class Inbox:
             TimeoutError: nothing arrived in time.
             InboxClosed: the stream ended and the queue is empty.
         """
-        q = self._queue
+        q = self.queue
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not q:
@@ -110,7 +112,7 @@ class Inbox:
 
     def _wake_putter(self) -> None:
         with self._cond:
-            if self._putter_waiting and len(self._queue) < self.max_queue:
+            if self._putter_waiting and len(self.queue) < self.max_queue:
                 # Cleared here, not by the putter when it runs again: until then every
                 # get_nowait() would take the lock to wake it once more (recv 100k x 1 KiB
                 # text: about half of the messages did, 1.5 us each).
@@ -118,7 +120,7 @@ class Inbox:
                 self._cond.notify_all()
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
 
     @property
     def has_getters(self) -> bool:
@@ -133,7 +135,7 @@ class Inbox:
         Waiting ends when a consumer makes room, or at :meth:`release` or :meth:`close`. The queue may exceed ``max_queue`` by one batch: the putter reads
         the socket in batches and only stops before the next read.
         """
-        q = self._queue
+        q = self.queue
         # Under the lock: a getter checks the queue and starts waiting under it, so the
         # notify cannot fall between the two (one lock round per batch, not per message).
         with self._cond:

@@ -205,7 +205,7 @@ def test_a_message_queued_just_before_a_direct_read_is_returned(
         time.sleep(0.01)
     time.sleep(0.05)
     assert ws._direct, "the consumer must be allowed to read the socket itself"
-    queue = ws._inbox._queue
+    queue = ws._inbox.queue
     from wsclient import connection
     from wsclient.inbox import Inbox
 
