@@ -2,7 +2,8 @@
 
 Wall-clock time on a shared VM swings by 10-20 % between runs, which hides a change of a
 few per cent in the echo and connect cells. Callgrind (valgrind) counts the instructions a
-process executes in user space exactly, and repeat runs agree within about 0.5 %. This
+process executes in user space exactly; repeat runs of wsclient's echo agree within about
+5 % (its reader thread's park timer runs out more often under valgrind's slowdown). This
 script runs each client twice under callgrind, once with ``--small`` operations and once
 with ``--large``, and reports the difference divided by the difference in operations: the
 cost of one operation, free of start-up, imports and the opening of the connection.
