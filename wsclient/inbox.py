@@ -50,10 +50,10 @@ class Inbox:
         # Guards every field below; getters wait on it for messages, the putter for room
         # and for resume().
         self._cond = threading.Condition(threading.Lock())
-        # The messages, oldest first. popleft() without the lock is safe (deque operations
-        # are atomic): get_nowait() uses it as the fast path.
-        #: The messages, oldest first. Public for a look without a call (``if
-        #: inbox.queue:``, recv()'s empty-queue test); only the methods below change it.
+        #: The messages, oldest first. Only the methods below change it; public for a look
+        #: without a call (``if inbox.queue:``, recv()'s empty-queue test). popleft()
+        #: without the lock is safe (deque operations are atomic): get_nowait() uses it as
+        #: the fast path.
         self.queue: deque[Any] = deque()
         self._getters = 0  # threads waiting in get()
         self._putter_waiting = False  # the putter waits for room
