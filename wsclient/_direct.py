@@ -80,7 +80,7 @@ class Park:
         wake = self._wake
         while True:
             left = self.until - time.monotonic()
-            if left <= 0 or conn._aborted or conn._protocol.state is not State.OPEN:
+            if left <= 0 or conn._aborted or conn._protocol.state is not _OPEN:
                 return
             wake.acquire(timeout=left)
 

@@ -23,7 +23,6 @@ from .exceptions import PayloadTooBig, ProtocolError
 from .frames import (
     _LOW_MASKS,
     _REPUNITS,
-    MASK_IMPLEMENTATION,
     Frame,
     Opcode,
     c_mask_frame,
@@ -53,15 +52,14 @@ _from_bytes = int.from_bytes
 _SMALL_HEADERS = {
     op: tuple((0x80 | op) | ((0x80 | n) << 8) for n in range(126)) for op in (1, 2)
 }
-# The same two bytes as ``bytes``, for the short path with the C masking function: header +
-# key + mask(payload) took 354-384 ns for 16-125 bytes against 698-974 ns for the integer
-# form (timeit, 200k calls); without the C extension the integer form is the faster one.
+# The same two bytes as ``bytes``, for the C short path: the whole small frame in one call
+# and one allocation (an extension built from an older checkout may not have it; the
+# integer form is used then). Header + key + C mask(payload), joined in Python, took
+# 354-384 ns for 16-125 bytes against 698-974 ns for the integer form (timeit, 200k
+# calls); mask_frame in place of that join measured 27.0k -> 25.6k instructions per echo
+# round trip (benchmarks.instructions, one run each).
 _SMALL_HEAD_BYTES = {op: tuple(h.to_bytes(2, "little") for h in heads) for op, heads in _SMALL_HEADERS.items()}
-_C_MASK = MASK_IMPLEMENTATION == "c"
 _C_SCAN = c_scan_messages
-# The whole small frame in one C call and one allocation (an extension built from an older
-# checkout may not have it) instead of a key slice and two joins: echo 16 B measured 27.0k
-# -> 25.6k instructions a round trip (benchmarks.instructions, one run each).
 _C_FRAME = c_mask_frame
 
 # A frame whose payload is not complete in the buffer and is at least this large is
@@ -193,18 +191,18 @@ class Protocol:
         if self._discard or self.eof:
             return events
         try:
-            if _C_SCAN is not None and self._collect is None and not self._buf and not self._msg_opcode:
+            if (
+                _C_SCAN is not None and self._collect is None and not self._buf and not self._msg_opcode
+                and self.assemble_fragments
+            ):
                 # The common read, whole messages only, in one C call; else _parse goes on
                 # from where the C scan stopped.
-                if self.assemble_fragments:
-                    pos = _C_SCAN(data, 0, self.max_frame_size, self.max_message_size, events)
-                    if pos == len(data):
-                        if pos:
-                            self._probe = None
-                    else:
-                        self._parse(data, events, pos)
+                pos = _C_SCAN(data, 0, self.max_frame_size, self.max_message_size, events)
+                if pos == len(data):
+                    if pos:
+                        self._probe = None
                 else:
-                    self._parse(data, events, 0)
+                    self._parse(data, events, pos)
             elif self._collect is not None:
                 # The rest of a large frame (this path returned its message before the
                 # filter below, so a flood of large messages after our close frame was
@@ -608,10 +606,7 @@ class Protocol:
             self._key_at = at + 4
             if _C_FRAME is not None:
                 return _C_FRAME(_SMALL_HEAD_BYTES[opcode][n], buf, at, payload)
-            key = buf[at : at + 4]
-            if _C_MASK:
-                return _SMALL_HEAD_BYTES[opcode][n] + key + mask_payload(payload, key)
-            k = _from_bytes(key, "little")
+            k = _from_bytes(buf[at : at + 4], "little")
             return (
                 _SMALL_HEADERS[opcode][n]
                 | (k << 16)

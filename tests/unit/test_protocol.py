@@ -29,7 +29,6 @@ def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     if request.param == "python":
         monkeypatch.setattr(protocol_module, "_C_SCAN", None)
         monkeypatch.setattr(protocol_module, "_C_FRAME", None)
-        monkeypatch.setattr(protocol_module, "_C_MASK", False)
     else:
         found = _c_paths()
         if found is None:
